@@ -1,0 +1,43 @@
+# lipmem: `make setup`, `make quickstart`, `make test`, `make bench`.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.lipmem-installed
+DATA   := data/synth
+
+.PHONY: setup quickstart test bench lint clean
+
+setup: $(STAMP)
+
+# Re-install only when the dependency list changes.
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+$(DATA)/manifest.json: | $(STAMP)
+	$(BIN)/lipmem data synth --out $(DATA)
+
+quickstart: setup $(DATA)/manifest.json
+	$(BIN)/lipmem fit --config configs/quickstart.yaml
+	@echo
+	@echo "quickstart outputs:"
+	@echo "  corpus:       $(DATA)/ (manifest.json + WebDataset shards)"
+	@echo "  checkpoints:  runs/quickstart/checkpoints/ (last.ckpt and the best by val/l1_mouth)"
+	@echo "  val samples:  runs/quickstart/samples/val_latest.png (masked | generated | ground truth)"
+	@echo "  W&B run:      runs/quickstart/wandb/ (offline; 'wandb sync' it to upload)"
+	@echo "  config:       runs/quickstart/config.yaml"
+
+test: setup
+	$(BIN)/python -m pytest -q tests
+
+bench: setup $(DATA)/manifest.json
+	$(BIN)/python -m benchmarks.train_step
+	$(BIN)/python -m benchmarks.data_pipeline
+
+lint: setup
+	$(BIN)/ruff check .
+
+clean:
+	rm -rf runs $(DATA) .pytest_cache

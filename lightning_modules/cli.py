@@ -1,0 +1,102 @@
+"""`lipmem`: one console script for every job.
+
+`lipmem fit|validate|test|predict` is a LightningCLI over LipSyncGAN + LipSyncDataModule
+(YAML configs with class_path/init_args, omegaconf interpolation, flat dotted overrides such
+as `--model.loss.l1_weight=3` that W&B sweeps pass through `${args}`). Other jobs
+(`lipmem data synth`, ...) are plain argparse subcommands dispatched from `main`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
+
+TRAINER_COMMANDS = ("fit", "validate", "test", "predict")
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_CONFIG = REPO_ROOT / "configs" / "default.yaml"
+MEL_FRAMES_PER_SECOND = 80  # 16 kHz audio, hop 200
+
+
+def mel_frames_for(audio_seconds: float) -> int:
+    return int(round(audio_seconds * MEL_FRAMES_PER_SECOND))
+
+
+class LoggedConfigCallback(SaveConfigCallback):
+    """Saves the resolved config beside the run and records it in every logger (W&B config)."""
+
+    def save_config(self, trainer: Any, pl_module: Any, stage: str) -> None:
+        config = self.config.as_dict() if hasattr(self.config, "as_dict") else dict(self.config)
+        for logger in trainer.loggers:
+            logger.log_hyperparams(config)
+
+
+class LipmemCLI(LightningCLI):
+    def add_arguments_to_parser(self, parser: Any) -> None:
+        # The data decides the geometry; the generator is built to match it.
+        parser.link_arguments("data.image_size", "model.generator.init_args.image_size")
+        parser.link_arguments("data.use_reference", "model.generator.init_args.use_reference")
+        parser.link_arguments("data.audio_seconds", "model.generator.init_args.mel_frames",
+                              compute_fn=mel_frames_for)
+
+
+def run_trainer_cli(args: list[str] | None = None) -> None:
+    from datamodules.lipsync_datamodule import LipSyncDataModule
+    from lightning_modules.lipsync_gan import LipSyncGAN
+
+    defaults = [str(DEFAULT_CONFIG)] if DEFAULT_CONFIG.is_file() else []
+    LipmemCLI(
+        LipSyncGAN,
+        LipSyncDataModule,
+        parser_kwargs={
+            "parser_mode": "omegaconf",
+            **{cmd: {"default_config_files": defaults} for cmd in TRAINER_COMMANDS},
+        },
+        save_config_callback=LoggedConfigCallback,
+        save_config_kwargs={"overwrite": True},
+        args=args,
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="lipmem",
+        description="Train and run memory-fused lip-sync generators.",
+        epilog="Training jobs: lipmem {fit,validate,test,predict} --help (LightningCLI).",
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for cmd in TRAINER_COMMANDS:
+        commands.add_parser(cmd, help=f"{cmd} a lip-sync GAN (LightningCLI, see `lipmem {cmd} -h`)",
+                            add_help=False)
+    data = commands.add_parser("data", help="build corpora").add_subparsers(
+        dest="data_command", metavar="DATA_COMMAND", required=True)
+    from datamodules.synth.cli import add_synth_arguments
+
+    add_synth_arguments(data.add_parser("synth", help="write the synthetic talking-face corpus"))
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in TRAINER_COMMANDS:
+        # LightningCLI reads sys.argv itself when args is None, which DDP re-execution needs.
+        run_trainer_cli(None if argv == sys.argv[1:] else argv)
+        return 0
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    if args.command == "data" and args.data_command == "synth":
+        from datamodules.synth.cli import run_synth
+
+        return run_synth(args)
+    parser.error(f"unknown command {args.command!r}")
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,282 @@
+"""The GAN training module: a discriminator step, then a generator step, on every batch."""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_only
+from torchmetrics import MeanMetric
+from torchmetrics.image import PeakSignalNoiseRatio, StructuralSimilarityIndexMeasure
+
+from lightning_modules.losses import LipSyncLoss
+from lightning_modules.nets import LipSyncGenerator
+from lightning_modules.visualize import sample_grid, save_png
+from memory_bank.bootstrap import bootstrap_codes
+from memory_bank.codes_file import load_codes
+
+SUPPORTED_PRECISIONS = ("32-true", "32", "bf16-mixed", "bf16-true", "64-true")
+
+
+def _flatten_time(x: torch.Tensor) -> torch.Tensor:
+    """(B, T, ...) -> (B*T, ...): the generator works frame by frame."""
+    return x.flatten(0, 1)
+
+
+def _zero_touch(params: list[torch.nn.Parameter]) -> torch.Tensor:
+    """0 * (sum of one element per parameter).
+
+    Added to the discriminator loss so the generator's parameters receive (zero) gradients
+    in the discriminator's backward pass too: DDP then sees every parameter used in every
+    backward and runs without `find_unused_parameters` (which would cost a graph traversal
+    per step). The gradient is exactly zero, so nothing changes numerically.
+    """
+    return torch.stack([p.reshape(-1)[0] for p in params]).sum().mul(0.0)
+
+
+class LipSyncGAN(L.LightningModule):
+    """Composes the generator (nets) with the loss (which owns the discriminator and LPIPS).
+
+    Manual optimisation: per batch, one discriminator step on (real, detached fake), then one
+    generator step on the weighted L1 + adversarial + LPIPS loss. Lightning counts every
+    optimizer step, so `trainer.global_step` advances by 2 per batch.
+    """
+
+    def __init__(
+        self,
+        generator: LipSyncGenerator,
+        loss: LipSyncLoss,
+        g_lr: float = 2e-4,
+        d_lr: float = 2e-4,
+        betas: tuple[float, float] = (0.5, 0.999),
+        weight_decay: float = 0.0,
+        grad_clip_norm: float | None = 1.0,
+        memory_source: str | None = None,
+        memory_bootstrap_frames: int = 2048,
+        memory_seed: int = 0,
+        num_val_images: int = 8,
+        channels_last: bool = False,
+    ) -> None:
+        super().__init__()
+        if g_lr <= 0 or d_lr <= 0:
+            raise ValueError(f"model.g_lr={g_lr}, model.d_lr={d_lr}: learning rates must be > 0")
+        if grad_clip_norm is not None and grad_clip_norm <= 0:
+            raise ValueError(f"model.grad_clip_norm={grad_clip_norm}: must be > 0 or null")
+        if memory_bootstrap_frames < generator.num_codes:
+            raise ValueError(f"model.memory_bootstrap_frames={memory_bootstrap_frames} must be at "
+                             f"least the number of memory codes ({generator.num_codes})")
+        self.automatic_optimization = False
+        self.generator = generator
+        self.loss = loss
+        self.g_lr, self.d_lr, self.betas, self.weight_decay = g_lr, d_lr, tuple(betas), weight_decay
+        self.grad_clip_norm = grad_clip_norm
+        self.memory_source = memory_source
+        self.memory_bootstrap_frames = memory_bootstrap_frames
+        self.memory_seed = memory_seed
+        self.num_val_images = num_val_images
+        self.channels_last = channels_last
+        self.memory_info: dict[str, Any] = {}
+        self.skipped_samples = 0
+        self._last_batch_end: float | None = None
+        self._val_images: tuple[torch.Tensor, ...] | None = None
+        for stage in ("val", "test"):
+            setattr(self, f"{stage}_l1", MeanMetric())
+            setattr(self, f"{stage}_l1_mouth", MeanMetric())
+            setattr(self, f"{stage}_psnr", PeakSignalNoiseRatio(data_range=1.0))
+            setattr(self, f"{stage}_ssim", StructuralSimilarityIndexMeasure(data_range=1.0))
+
+    # ------------------------------------------------------------------ setup
+    def setup(self, stage: str) -> None:
+        precision = str(self.trainer.precision) if self._trainer is not None else "32-true"
+        if precision not in SUPPORTED_PRECISIONS:
+            raise ValueError(f"trainer.precision={precision!r}: lipmem supports {SUPPORTED_PRECISIONS}"
+                             " (use bf16-mixed on GPUs; fp16 needs loss scaling across two "
+                             "optimizers, which this module does not do)")
+        if self.channels_last:
+            self.to(memory_format=torch.channels_last)
+        if self.memory_source and not self.generator.memory.loaded:
+            codes, meta = load_codes(self.memory_source)
+            self.generator.memory.load_codes(codes)
+            self.memory_info = {"source": self.memory_source, **meta}
+            rank_zero_info(f"lipmem: memory codes loaded from {self.memory_source} "
+                           f"({codes.shape[0]} x {codes.shape[1]})")
+
+    def _ensure_memory(self) -> None:
+        """Bootstrap codes when neither a bank nor a checkpoint supplied them.
+
+        Runs after any checkpoint restore (fit/validate/test hooks), so a resumed or loaded
+        model keeps the codes it was trained with. Every rank reads the same frames with the
+        same encoder weights, so the codes agree across DDP ranks.
+        """
+        if self.generator.memory.loaded:
+            return
+        datamodule = getattr(self.trainer, "datamodule", None)
+        if datamodule is None or not hasattr(datamodule, "memory_batches"):
+            raise RuntimeError("model.memory_source is not set and there is no LipSyncDataModule "
+                               "to bootstrap memory codes from; pass model.memory_source=FILE")
+        started = time.perf_counter()
+        was_training = self.generator.training
+        self.generator.eval()
+        codes, result, frames = bootstrap_codes(
+            self.generator.encode_mouth,
+            datamodule.memory_batches(self.memory_bootstrap_frames),
+            self.generator.num_codes,
+            max_samples=self.memory_bootstrap_frames,
+            seed=self.memory_seed,
+            device=self.device,
+        )
+        self.generator.train(was_training)
+        self.generator.memory.load_codes(codes)
+        self.memory_info = {"source": "bootstrap", "frames": frames, "method": result.method,
+                            "inertia": result.inertia, "device": result.device}
+        rank_zero_info(f"lipmem: bootstrapped {codes.shape[0]} memory codes from {frames} "
+                       f"training frames (untrained encoder + k-means, "
+                       f"{time.perf_counter() - started:.1f} s); pass model.memory_source to use "
+                       "a memory bank instead")
+
+    def on_fit_start(self) -> None:
+        self._ensure_memory()
+
+    def on_validation_start(self) -> None:
+        if not self.trainer.training and not self.trainer.sanity_checking:
+            self._ensure_memory()
+
+    def on_test_start(self) -> None:
+        self._ensure_memory()
+
+    def on_predict_start(self) -> None:
+        self._ensure_memory()
+
+    def configure_optimizers(self) -> list[torch.optim.Optimizer]:
+        opt_g = torch.optim.Adam(self.generator.parameters(), lr=self.g_lr, betas=self.betas,
+                                 weight_decay=self.weight_decay)
+        opt_d = torch.optim.Adam(self.loss.discriminator.parameters(), lr=self.d_lr,
+                                 betas=self.betas, weight_decay=self.weight_decay)
+        return [opt_g, opt_d]
+
+    # ------------------------------------------------------------------ batches
+    def _prepare(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
+        """uint8 frames -> float [0, 1], time folded into batch, mask applied."""
+        face = _flatten_time(batch["face"]).float().div_(255.0)
+        frames_per_window = batch["face"].shape[1]
+        mask = batch["mask"].float().repeat_interleave(frames_per_window, dim=0)
+        mel = _flatten_time(batch["mel"]).float()
+        ref = _flatten_time(batch["ref"]).float().div_(255.0) if "ref" in batch else None
+        masked = face * (1.0 - mask)
+        if self.channels_last:
+            face, masked = (t.contiguous(memory_format=torch.channels_last) for t in (face, masked))
+            ref = ref.contiguous(memory_format=torch.channels_last) if ref is not None else None
+        return {"face": face, "mask": mask, "mel": mel, "ref": ref, "masked": masked}
+
+    def forward(self, masked: torch.Tensor, mel: torch.Tensor,
+                ref: torch.Tensor | None = None) -> torch.Tensor:
+        return self.generator(masked, mel, ref).image
+
+    # ------------------------------------------------------------------ training
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        x = self._prepare(batch)
+        opt_g, opt_d = self.optimizers()
+        out = self.generator(x["masked"], x["mel"], x["ref"])
+        fake = out.image
+
+        d_loss, d_logs = self.loss.discriminator_loss(fake, x["face"])
+        opt_d.zero_grad(set_to_none=True)
+        self.manual_backward(d_loss + _zero_touch(list(self.generator.parameters())))
+        d_norm = self._clip(self.loss.discriminator.parameters())
+        opt_d.step()
+
+        step = self.trainer.global_step // 2  # batches seen: two optimizer steps per batch
+        g_loss, g_logs = self.loss.generator_loss(fake, x["face"], step)
+        opt_g.zero_grad(set_to_none=True)
+        self.manual_backward(g_loss)
+        g_norm = self._clip(self.generator.parameters())
+        opt_g.step()
+
+        weights = out.weights.detach().float()
+        usage = weights.mean(dim=0)
+        logs = {f"train/{k}": v for k, v in {**g_logs, **d_logs}.items()}
+        logs.update({
+            "train/grad_norm_g": g_norm,
+            "train/grad_norm_d": d_norm,
+            "memory/weight_entropy": -(weights * weights.clamp_min(1e-12).log()).sum(1).mean(),
+            "memory/usage_entropy": -(usage * usage.clamp_min(1e-12).log()).sum(),
+            "memory/max_weight": weights.max(dim=1).values.mean(),
+        })
+        self.log_dict(logs, on_step=True, on_epoch=False, batch_size=fake.shape[0])
+        self.log("train/l1", g_logs["g_l1"], prog_bar=True, on_step=True, batch_size=fake.shape[0])
+        if "skipped" in batch:
+            self.skipped_samples += int(batch["skipped"])
+            self.log("data/skipped_samples", float(self.skipped_samples), on_step=True)
+
+    def _clip(self, params: Any) -> torch.Tensor:
+        params = [p for p in params if p.grad is not None]
+        max_norm = self.grad_clip_norm if self.grad_clip_norm is not None else math.inf
+        return torch.nn.utils.clip_grad_norm_(params, max_norm).detach()
+
+    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
+        if self._last_batch_end is None:
+            self._last_batch_end = time.perf_counter()
+
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        now = time.perf_counter()
+        frames = batch["face"].shape[0] * batch["face"].shape[1]
+        if self._last_batch_end is not None and now > self._last_batch_end:
+            self.log("perf/frames_per_sec", frames / (now - self._last_batch_end), on_step=True,
+                     prog_bar=True)
+        self._last_batch_end = now
+
+    # ------------------------------------------------------------------ evaluation
+    def _evaluate(self, batch: dict[str, Any], stage: str) -> None:
+        x = self._prepare(batch)
+        fake = self.generator(x["masked"], x["mel"], x["ref"]).image.float()
+        real, mask = x["face"], x["mask"]
+        err = (fake - real).abs()
+        n = fake.shape[0]
+        getattr(self, f"{stage}_l1").update(err.mean(), weight=n)
+        mouth_weight = mask.sum() * 3
+        getattr(self, f"{stage}_l1_mouth").update((err * mask).sum() / mouth_weight,
+                                                  weight=mouth_weight)
+        getattr(self, f"{stage}_psnr").update(fake, real)
+        getattr(self, f"{stage}_ssim").update(fake, real)
+        for name in ("l1", "l1_mouth", "psnr", "ssim"):
+            self.log(f"{stage}/{name}", getattr(self, f"{stage}_{name}"), on_step=False,
+                     on_epoch=True, prog_bar=name == "l1_mouth", batch_size=n)
+        if stage == "val" and self._val_images is None:
+            self._val_images = (x["masked"].float().cpu(), fake.cpu(), real.cpu())
+
+    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        self._evaluate(batch, "val")
+
+    def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        self._evaluate(batch, "test")
+
+    def predict_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, Any]:
+        x = self._prepare(batch)
+        fake = self.generator(x["masked"], x["mel"], x["ref"]).image.float()
+        b, t = batch["face"].shape[:2]
+        return {"key": batch.get("key"), "frame": batch.get("frame"),
+                "generated": fake.reshape(b, t, *fake.shape[1:]).cpu()}
+
+    def on_validation_epoch_start(self) -> None:
+        self._val_images = None
+
+    def on_validation_epoch_end(self) -> None:
+        if self._val_images is not None and not self.trainer.sanity_checking:
+            self._write_val_grid(*self._val_images)
+        self._val_images = None
+
+    @rank_zero_only
+    def _write_val_grid(self, masked: torch.Tensor, fake: torch.Tensor, real: torch.Tensor) -> None:
+        grid = sample_grid(masked, fake, real, self.num_val_images)
+        folder = Path(self.trainer.default_root_dir) / "samples"
+        name = f"val_epoch{self.current_epoch:03d}_step{self.trainer.global_step:07d}.png"
+        save_png(folder / name, grid)
+        save_png(folder / "val_latest.png", grid)
+        for logger in self.loggers:
+            if hasattr(logger, "log_image"):
+                logger.log_image("val/samples", [grid], step=self.trainer.global_step,
+                                 caption=["masked | generated | ground truth"])

@@ -1,0 +1,73 @@
+"""The generator's weighted loss and the discriminator's loss, one module (taming-style).
+
+The module owns the discriminator and LPIPS network, so a config swaps the whole objective
+at one key and every weight (`model.loss.l1_weight`, ...) is a plain sweepable number.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from lightning_modules.losses.adversarial import (
+    GAN_MODES,
+    discriminator_loss,
+    generator_adversarial_loss,
+)
+from lightning_modules.losses.perceptual import LPIPSLoss
+from lightning_modules.nets.discriminator import PatchDiscriminator
+
+
+class LipSyncLoss(nn.Module):
+    """G: l1_weight * L1 + adv_weight * adversarial + lpips_weight * LPIPS (claims 5-6)."""
+
+    def __init__(self, l1_weight: float = 10.0, adv_weight: float = 0.1, lpips_weight: float = 1.0,
+                 gan_mode: str = "hinge", adv_start_step: int = 0, lpips_net: str = "alex",
+                 lpips_backbone: str = "pretrained", disc_channels: int = 32, disc_layers: int = 3,
+                 require_l1_highest: bool = True) -> None:
+        super().__init__()
+        for name, value in (("l1_weight", l1_weight), ("adv_weight", adv_weight),
+                            ("lpips_weight", lpips_weight)):
+            if value < 0:
+                raise ValueError(f"model.loss.{name}={value}: loss weights must be >= 0")
+        if require_l1_highest and not (l1_weight > adv_weight and l1_weight > lpips_weight):
+            raise ValueError(
+                f"model.loss.l1_weight={l1_weight} must exceed adv_weight={adv_weight} and "
+                f"lpips_weight={lpips_weight} (the method weights L1 highest); set "
+                "model.loss.require_l1_highest=false to explore outside that region"
+            )
+        if gan_mode not in GAN_MODES:
+            raise ValueError(f"model.loss.gan_mode={gan_mode!r}: expected one of {GAN_MODES}")
+        if adv_start_step < 0:
+            raise ValueError(f"model.loss.adv_start_step={adv_start_step}: must be >= 0")
+        self.l1_weight = l1_weight
+        self.adv_weight = adv_weight
+        self.lpips_weight = lpips_weight
+        self.gan_mode = gan_mode
+        self.adv_start_step = adv_start_step
+        self.discriminator = PatchDiscriminator(3, disc_channels, disc_layers)
+        self.perceptual = LPIPSLoss(lpips_net, lpips_backbone)
+
+    def generator_loss(self, fake: torch.Tensor, real: torch.Tensor, step: int
+                       ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Weighted sum for the generator step.
+
+        The adversarial term is always computed and multiplied by 0 before
+        `adv_start_step`, so the discriminator takes part in every backward pass and DDP
+        needs no `find_unused_parameters`.
+        """
+        l1 = (fake - real).abs().mean()
+        adv = generator_adversarial_loss(self.discriminator(fake), self.gan_mode)
+        lp = self.perceptual(fake.float(), real.float()) if self.lpips_weight > 0 else fake.new_zeros(())
+        adv_factor = self.adv_weight if step >= self.adv_start_step else 0.0
+        total = self.l1_weight * l1 + adv_factor * adv + self.lpips_weight * lp
+        return total, {"g_total": total.detach(), "g_l1": l1.detach(), "g_adv": adv.detach(),
+                       "g_lpips": lp.detach()}
+
+    def discriminator_loss(self, fake: torch.Tensor, real: torch.Tensor
+                           ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        real_logits = self.discriminator(real)
+        fake_logits = self.discriminator(fake.detach())
+        loss = discriminator_loss(real_logits, fake_logits, self.gan_mode)
+        return loss, {"d_total": loss.detach(), "d_real_logit": real_logits.detach().mean(),
+                      "d_fake_logit": fake_logits.detach().mean()}

@@ -1,0 +1,53 @@
+"""Decoder: face feature + audio feature + fused mouth feature (+ encoder skips) -> face."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from lightning_modules.nets.blocks import ConvBlock, UpBlock, group_norm
+
+
+class Decoder(nn.Module):
+    """Mirror of the ImageEncoder (conv, transposed conv, activation, normalisation).
+
+    The three vectors are joined at the 1x1 bottleneck, as the method says; the audio and
+    fused mouth features are also broadcast into every upsampling stage as a few extra
+    channels, so the mouth, which the skips cannot carry (it is masked), is drawn from them
+    at every scale rather than squeezed through the bottleneck alone.
+    """
+
+    def __init__(self, skip_channels: list[int], bottom_size: int, face_dim: int = 256,
+                 audio_dim: int = 256, mouth_dim: int = 256, cond_channels: int = 32,
+                 out_channels: int = 3) -> None:
+        super().__init__()
+        chans = list(skip_channels)
+        self.bottom_size = bottom_size
+        self.cond_channels = cond_channels
+        joint = face_dim + audio_dim + mouth_dim
+        self.from_vector = nn.Sequential(
+            nn.ConvTranspose2d(joint, chans[-1], bottom_size, 1, 0, bias=False),
+            group_norm(chans[-1]),
+            nn.LeakyReLU(0.2, inplace=True),
+        )
+        self.condition = nn.Sequential(nn.Linear(audio_dim + mouth_dim, cond_channels),
+                                       nn.LayerNorm(cond_channels))
+        self.fuse = nn.ModuleList(
+            [ConvBlock(2 * c + cond_channels, c) for c in chans]
+        )
+        self.up = nn.ModuleList([UpBlock(chans[i + 1], chans[i]) for i in range(len(chans) - 1)])
+        self.to_rgb = nn.Sequential(nn.Conv2d(chans[0], out_channels, 1), nn.Sigmoid())
+
+    def forward(self, face: torch.Tensor, audio: torch.Tensor, mouth: torch.Tensor,
+                skips: list[torch.Tensor]) -> torch.Tensor:
+        """Vectors (B, *) and skips (full resolution first) -> image (B, 3, S, S) in [0, 1]."""
+        vector = torch.cat([face, audio, mouth.to(face.dtype)], dim=1)
+        cond = self.condition(torch.cat([audio, mouth.to(audio.dtype)], dim=1))[:, :, None, None]
+        x = self.from_vector(vector[:, :, None, None])
+        for level in range(len(skips) - 1, -1, -1):
+            skip = skips[level]
+            c = cond.expand(-1, -1, skip.shape[2], skip.shape[3]).to(skip.dtype)
+            x = self.fuse[level](torch.cat([x, skip, c], dim=1))
+            if level > 0:
+                x = self.up[level - 1](x)
+        return self.to_rgb(x)

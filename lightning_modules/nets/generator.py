@@ -1,0 +1,70 @@
+"""The lip-sync generator: the method's four sub-models plus the memory, composed."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from lightning_modules.nets.audio_encoder import AudioEncoder
+from lightning_modules.nets.audio_mapping import AudioMapping
+from lightning_modules.nets.decoder import Decoder
+from lightning_modules.nets.image_encoder import ImageEncoder
+from lightning_modules.nets.memory_fusion import MemoryFusion
+
+
+@dataclass
+class GeneratorOutput:
+    image: torch.Tensor          # (B, 3, S, S) in [0, 1]
+    weights: torch.Tensor        # (B, n) memory attention, rows sum to 1
+    fused_mouth: torch.Tensor    # (B, code_dim)
+
+
+class LipSyncGenerator(nn.Module):
+    """masked face (+ optional reference frame) and mel window -> face with a matching mouth."""
+
+    def __init__(self, image_size: int = 96, use_reference: bool = False, n_mels: int = 80,
+                 mel_frames: int = 16, num_codes: int = 80, embed_dim: int = 256,
+                 audio_dim: int = 256, base_channels: int = 32, max_channels: int = 256,
+                 attention_heads: int = 4, attention_layers: int = 1, mapping_hidden: int = 256,
+                 mapping_temperature: float = 1.0, cond_channels: int = 32) -> None:
+        super().__init__()
+        self.image_size = image_size
+        self.use_reference = use_reference
+        self.image_encoder = ImageEncoder(6 if use_reference else 3, image_size, base_channels,
+                                          max_channels, embed_dim)
+        self.audio_encoder = AudioEncoder(n_mels, mel_frames, audio_dim, attention_heads,
+                                          attention_layers)
+        self.audio_mapping = AudioMapping(audio_dim, num_codes, mapping_hidden, mapping_temperature)
+        self.memory = MemoryFusion(num_codes, embed_dim)
+        self.decoder = Decoder(self.image_encoder.skip_channels, self.image_encoder.bottom_size,
+                               embed_dim, audio_dim, embed_dim, cond_channels)
+
+    @property
+    def num_codes(self) -> int:
+        return self.memory.num_codes
+
+    def encoder_input(self, masked_face: torch.Tensor, reference: torch.Tensor | None) -> torch.Tensor:
+        if self.use_reference:
+            if reference is None:
+                raise ValueError("generator was built with use_reference=True but got no reference")
+            return torch.cat([masked_face, reference], dim=1)
+        return masked_face
+
+    def forward(self, masked_face: torch.Tensor, mel: torch.Tensor,
+                reference: torch.Tensor | None = None) -> GeneratorOutput:
+        face_feature, skips = self.image_encoder(self.encoder_input(masked_face, reference))
+        audio_feature = self.audio_encoder(mel)
+        weights = self.audio_mapping(audio_feature)
+        fused = self.memory(weights)
+        image = self.decoder(face_feature, audio_feature, fused, skips)
+        return GeneratorOutput(image=image, weights=weights, fused_mouth=fused)
+
+    @torch.no_grad()
+    def encode_mouth(self, lower_face: torch.Tensor) -> torch.Tensor:
+        """Embed lower-face crops (mask region kept, rest zeroed) with the image encoder, the
+        space the memory codes live in; reference channels, if any, are zero."""
+        if self.use_reference:
+            lower_face = torch.cat([lower_face, torch.zeros_like(lower_face)], dim=1)
+        return self.image_encoder.embed(lower_face)

@@ -1,0 +1,37 @@
+"""Validation sample grids: masked input | generated | ground truth, one row per sample."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from torchvision.utils import make_grid
+
+
+def sample_grid(masked: torch.Tensor, generated: torch.Tensor, target: torch.Tensor,
+                max_rows: int = 8) -> np.ndarray:
+    """(B, 3, S, S) tensors in [0, 1] -> uint8 (H, W, 3) grid of up to max_rows rows."""
+    rows = min(max_rows, masked.shape[0])
+    triplets = torch.stack([masked[:rows], generated[:rows], target[:rows]], dim=1)
+    grid = make_grid(triplets.flatten(0, 1).float().clamp(0, 1).cpu(), nrow=3, padding=2,
+                     pad_value=1.0)
+    return (grid.permute(1, 2, 0).numpy() * 255.0 + 0.5).astype(np.uint8)
+
+
+def save_png(path: str | os.PathLike, image: np.ndarray) -> Path:
+    """Write atomically so a viewer never opens half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".png", dir=path.parent)
+    os.close(fd)
+    try:
+        Image.fromarray(image).save(tmp, format="PNG")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
