@@ -15,14 +15,11 @@ from typing import Any
 
 from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
 
+from datamodules.windows import mel_frames_for
+
 TRAINER_COMMANDS = ("fit", "validate", "test", "predict")
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CONFIG = REPO_ROOT / "configs" / "default.yaml"
-MEL_FRAMES_PER_SECOND = 80  # 16 kHz audio, hop 200
-
-
-def mel_frames_for(audio_seconds: float) -> int:
-    return int(round(audio_seconds * MEL_FRAMES_PER_SECOND))
 
 
 class LoggedConfigCallback(SaveConfigCallback):
@@ -41,6 +38,17 @@ class LipmemCLI(LightningCLI):
         parser.link_arguments("data.use_reference", "model.generator.init_args.use_reference")
         parser.link_arguments("data.audio_seconds", "model.generator.init_args.mel_frames",
                               compute_fn=mel_frames_for)
+
+    def before_instantiate_classes(self) -> None:
+        """A logger without save_dir writes into the run folder, like the checkpoints."""
+        config = self.config[self.subcommand] if self.subcommand else self.config
+        trainer = config.trainer
+        logger = trainer.get("logger")
+        loggers = logger if isinstance(logger, list) else [logger]
+        for item in loggers:
+            init_args = getattr(item, "init_args", None)
+            if init_args is not None and "save_dir" in init_args and init_args.save_dir is None:
+                init_args.save_dir = trainer.default_root_dir or "."
 
 
 def run_trainer_cli(args: list[str] | None = None) -> None:

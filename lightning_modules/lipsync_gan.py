@@ -22,6 +22,13 @@ from memory_bank.codes_file import load_codes
 SUPPORTED_PRECISIONS = ("32-true", "32", "bf16-mixed", "bf16-true", "64-true")
 
 
+def check_precision(precision: str) -> None:
+    if precision not in SUPPORTED_PRECISIONS:
+        raise ValueError(f"trainer.precision={precision!r}: lipmem supports {SUPPORTED_PRECISIONS}"
+                         " (use bf16-mixed on GPUs; fp16 needs loss scaling across two "
+                         "optimizers, which this module does not do)")
+
+
 def _flatten_time(x: torch.Tensor) -> torch.Tensor:
     """(B, T, ...) -> (B*T, ...): the generator works frame by frame."""
     return x.flatten(0, 1)
@@ -91,11 +98,8 @@ class LipSyncGAN(L.LightningModule):
 
     # ------------------------------------------------------------------ setup
     def setup(self, stage: str) -> None:
-        precision = str(self.trainer.precision) if self._trainer is not None else "32-true"
-        if precision not in SUPPORTED_PRECISIONS:
-            raise ValueError(f"trainer.precision={precision!r}: lipmem supports {SUPPORTED_PRECISIONS}"
-                             " (use bf16-mixed on GPUs; fp16 needs loss scaling across two "
-                             "optimizers, which this module does not do)")
+        if self._trainer is not None:
+            check_precision(str(self.trainer.precision))
         if self.channels_last:
             self.to(memory_format=torch.channels_last)
         if self.memory_source and not self.generator.memory.loaded:

@@ -41,11 +41,14 @@ def resolve_mode(mode: str) -> str:
 class LipmemWandbLogger(WandbLogger):
     """WandbLogger with `mode='auto'` and every W&B file kept under `save_dir`."""
 
-    def __init__(self, save_dir: str = "runs/default", project: str = "lipmem",
+    def __init__(self, save_dir: str | None = None, project: str = "lipmem",
                  name: str | None = None, mode: str = "auto", group: str | None = None,
                  tags: list[str] | None = None, id: str | None = None,  # noqa: A002
                  log_model: bool = False, **kwargs: Any) -> None:
         self.mode = resolve_mode(mode)
+        if save_dir is None:
+            raise ValueError("LipmemWandbLogger needs save_dir (the CLI fills it with "
+                             "trainer.default_root_dir)")
         root = Path(save_dir).resolve()
         root.mkdir(parents=True, exist_ok=True)
         for var, sub in (("WANDB_DIR", ""), ("WANDB_DATA_DIR", "wandb-data"),

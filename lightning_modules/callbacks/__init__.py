@@ -1,0 +1,5 @@
+"""Trainer callbacks (training-side glue; no model code here)."""
+
+from lightning_modules.callbacks.run_checkpoint import RunCheckpoint
+
+__all__ = ["RunCheckpoint"]
