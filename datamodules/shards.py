@@ -49,7 +49,7 @@ def write_shard(path: str | os.PathLike, split: str, samples: Iterable[dict[str,
     clips = frames = 0
     speakers: set[str] = set()
     try:
-        with wds.TarWriter(tmp) as sink:
+        with wds.TarWriter(tmp, mtime=0) as sink:  # fixed mtime: same samples, same bytes
             for sample in samples:
                 meta = json.loads(sample["json"])
                 sink.write(sample)
@@ -58,6 +58,7 @@ def write_shard(path: str | os.PathLike, split: str, samples: Iterable[dict[str,
                 speakers.add(str(meta["speaker"]))
         info = ShardInfo(path.name, split, sha256_file(tmp), os.path.getsize(tmp), clips, frames,
                          sorted(speakers))
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600; shards are shared data
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -73,6 +74,7 @@ def write_json_atomic(path: str | os.PathLike, payload: dict[str, Any]) -> None:
         with os.fdopen(fd, "w") as fh:
             json.dump(payload, fh, indent=2, sort_keys=False)
             fh.write("\n")
+        os.chmod(tmp, 0o644)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
