@@ -17,3 +17,14 @@ CHIN_Y = 0.93
 FACE_CENTER_Y = 0.55
 FACE_HALF_WIDTH = 0.34
 FACE_HALF_HEIGHT = 0.40
+
+
+def mouth_box(image_size: int) -> tuple[int, int, int, int]:
+    """(y0, y1, x0, x1) pixel box around the mouth at its widest and most open, for
+    mouth-region metrics: it excludes the nose and cheeks that a lower-face mask also hides."""
+    half_w = MOUTH_HALF_WIDTH + 0.04
+    y0 = round((MOUTH_Y - 0.08) * image_size)
+    y1 = round((MOUTH_Y + 0.10) * image_size)
+    x0 = round((0.5 - half_w) * image_size)
+    x1 = round((0.5 + half_w) * image_size)
+    return y0, y1, x0, x1

@@ -13,6 +13,7 @@ from lightning.pytorch.utilities import rank_zero_info, rank_zero_only
 from torchmetrics import MeanMetric
 from torchmetrics.image import PeakSignalNoiseRatio, StructuralSimilarityIndexMeasure
 
+from datamodules.face_layout import mouth_box
 from lightning_modules.losses import LipSyncLoss
 from lightning_modules.nets import LipSyncGenerator
 from lightning_modules.visualize import sample_grid, save_png
@@ -93,6 +94,7 @@ class LipSyncGAN(L.LightningModule):
         for stage in ("val", "test"):
             setattr(self, f"{stage}_l1", MeanMetric())
             setattr(self, f"{stage}_l1_mouth", MeanMetric())
+            setattr(self, f"{stage}_l1_masked", MeanMetric())
             setattr(self, f"{stage}_psnr", PeakSignalNoiseRatio(data_range=1.0))
             setattr(self, f"{stage}_ssim", StructuralSimilarityIndexMeasure(data_range=1.0))
 
@@ -194,7 +196,7 @@ class LipSyncGAN(L.LightningModule):
         opt_d.step()
 
         step = self.trainer.global_step // 2  # batches seen: two optimizer steps per batch
-        g_loss, g_logs = self.loss.generator_loss(fake, x["face"], step)
+        g_loss, g_logs = self.loss.generator_loss(fake, x["face"], step, x["mask"])
         opt_g.zero_grad(set_to_none=True)
         self.manual_backward(g_loss)
         g_norm = self._clip(self.generator.parameters())
@@ -241,12 +243,14 @@ class LipSyncGAN(L.LightningModule):
         err = (fake - real).abs()
         n = fake.shape[0]
         getattr(self, f"{stage}_l1").update(err.mean(), weight=n)
-        mouth_weight = mask.sum() * 3
-        getattr(self, f"{stage}_l1_mouth").update((err * mask).sum() / mouth_weight,
-                                                  weight=mouth_weight)
+        masked_weight = mask.sum() * 3
+        getattr(self, f"{stage}_l1_masked").update((err * mask).sum() / masked_weight,
+                                                   weight=masked_weight)
+        y0, y1, x0, x1 = mouth_box(fake.shape[-1])
+        getattr(self, f"{stage}_l1_mouth").update(err[:, :, y0:y1, x0:x1].mean(), weight=n)
         getattr(self, f"{stage}_psnr").update(fake, real)
         getattr(self, f"{stage}_ssim").update(fake, real)
-        for name in ("l1", "l1_mouth", "psnr", "ssim"):
+        for name in ("l1", "l1_mouth", "l1_masked", "psnr", "ssim"):
             self.log(f"{stage}/{name}", getattr(self, f"{stage}_{name}"), on_step=False,
                      on_epoch=True, prog_bar=name == "l1_mouth", batch_size=n)
         if stage == "val" and self._val_images is None:

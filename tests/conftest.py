@@ -23,6 +23,12 @@ def make_corpus(out: Path, **overrides) -> Path:
 
 
 @pytest.fixture(scope="session")
+def corpus_factory():
+    """make_corpus(out, **SynthConfig overrides) for tests that need their own corpus."""
+    return make_corpus
+
+
+@pytest.fixture(scope="session")
 def tiny_corpus(tmp_path_factory) -> Path:
     """4 speakers (2 train, 1 val, 1 test) x 3 clips x 3 s at 48 px."""
     return make_corpus(tmp_path_factory.mktemp("tiny_corpus"))

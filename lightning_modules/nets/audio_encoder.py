@@ -18,15 +18,15 @@ class AudioEncoder(nn.Module):
         self.n_mels = n_mels
         self.mel_frames = mel_frames
         self.dim = dim
-        self.project = nn.Sequential(nn.Linear(n_mels, dim), nn.LayerNorm(dim))
+        self.project = nn.Linear(n_mels, dim)
         self.position = nn.Parameter(torch.zeros(1, mel_frames, dim))
         nn.init.trunc_normal_(self.position, std=0.02)
         layer = nn.TransformerEncoderLayer(dim, heads, dim_feedforward=2 * dim, dropout=dropout,
                                            activation="gelu", batch_first=True, norm_first=True)
         self.attention = nn.TransformerEncoder(layer, attention_layers, enable_nested_tensor=False)
         self.conv = nn.Sequential(
-            nn.Conv1d(dim, dim, 3, 2, 1), nn.GroupNorm(8, dim), nn.LeakyReLU(0.2, inplace=True),
-            nn.Conv1d(dim, dim, 3, 2, 1), nn.GroupNorm(8, dim), nn.LeakyReLU(0.2, inplace=True),
+            nn.Conv1d(dim, dim, 3, 2, 1), nn.BatchNorm1d(dim), nn.LeakyReLU(0.2, inplace=True),
+            nn.Conv1d(dim, dim, 3, 2, 1), nn.BatchNorm1d(dim), nn.LeakyReLU(0.2, inplace=True),
         )
         self.out_norm = nn.LayerNorm(dim)
 

@@ -5,21 +5,29 @@ from __future__ import annotations
 from torch import nn
 
 
-def group_norm(channels: int) -> nn.GroupNorm:
-    """GroupNorm, not BatchNorm: independent of per-GPU batch size and identical across DDP ranks."""
-    groups = 8 if channels % 8 == 0 else 1
-    return nn.GroupNorm(groups, channels)
+NORMS = ("batch", "group")
+
+
+def make_norm(kind: str, channels: int) -> nn.Module:
+    """BatchNorm (default) keeps each image's absolute colour and brightness, which a
+    per-sample norm (GroupNorm) normalises away and the decoder must then re-infer; GroupNorm
+    is there for tiny per-GPU batches (or use trainer.sync_batchnorm=true under DDP)."""
+    if kind == "batch":
+        return nn.BatchNorm2d(channels)
+    if kind == "group":
+        return nn.GroupNorm(8 if channels % 8 == 0 else 1, channels)
+    raise ValueError(f"norm={kind!r}: expected one of {NORMS}")
 
 
 class ConvBlock(nn.Sequential):
     """conv -> GroupNorm -> activation, the method's 'convolution, activation, normalisation'."""
 
     def __init__(self, in_ch: int, out_ch: int, kernel: int = 3, stride: int = 1,
-                 padding: int | None = None) -> None:
+                 padding: int | None = None, norm: str = "batch") -> None:
         pad = kernel // 2 if padding is None else padding
         super().__init__(
             nn.Conv2d(in_ch, out_ch, kernel, stride, pad, bias=False),
-            group_norm(out_ch),
+            make_norm(norm, out_ch),
             nn.LeakyReLU(0.2, inplace=True),
         )
 
@@ -27,10 +35,10 @@ class ConvBlock(nn.Sequential):
 class UpBlock(nn.Sequential):
     """transposed conv (x2) -> GroupNorm -> activation."""
 
-    def __init__(self, in_ch: int, out_ch: int) -> None:
+    def __init__(self, in_ch: int, out_ch: int, norm: str = "batch") -> None:
         super().__init__(
             nn.ConvTranspose2d(in_ch, out_ch, 4, 2, 1, bias=False),
-            group_norm(out_ch),
+            make_norm(norm, out_ch),
             nn.LeakyReLU(0.2, inplace=True),
         )
 

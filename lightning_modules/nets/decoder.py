@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from lightning_modules.nets.blocks import ConvBlock, UpBlock, group_norm
+from lightning_modules.nets.blocks import ConvBlock, UpBlock, make_norm
 
 
 class Decoder(nn.Module):
@@ -19,7 +19,7 @@ class Decoder(nn.Module):
 
     def __init__(self, skip_channels: list[int], bottom_size: int, face_dim: int = 256,
                  audio_dim: int = 256, mouth_dim: int = 256, cond_channels: int = 32,
-                 out_channels: int = 3) -> None:
+                 out_channels: int = 3, norm: str = "batch") -> None:
         super().__init__()
         chans = list(skip_channels)
         self.bottom_size = bottom_size
@@ -27,15 +27,16 @@ class Decoder(nn.Module):
         joint = face_dim + audio_dim + mouth_dim
         self.from_vector = nn.Sequential(
             nn.ConvTranspose2d(joint, chans[-1], bottom_size, 1, 0, bias=False),
-            group_norm(chans[-1]),
+            make_norm(norm, chans[-1]),
             nn.LeakyReLU(0.2, inplace=True),
         )
         self.condition = nn.Sequential(nn.Linear(audio_dim + mouth_dim, cond_channels),
                                        nn.LayerNorm(cond_channels))
         self.fuse = nn.ModuleList(
-            [ConvBlock(2 * c + cond_channels, c) for c in chans]
+            [ConvBlock(2 * c + cond_channels, c, norm=norm) for c in chans]
         )
-        self.up = nn.ModuleList([UpBlock(chans[i + 1], chans[i]) for i in range(len(chans) - 1)])
+        self.up = nn.ModuleList([UpBlock(chans[i + 1], chans[i], norm)
+                                 for i in range(len(chans) - 1)])
         self.to_rgb = nn.Sequential(nn.Conv2d(chans[0], out_channels, 1), nn.Sigmoid())
 
     def forward(self, face: torch.Tensor, audio: torch.Tensor, mouth: torch.Tensor,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from lightning_modules.nets.blocks import group_norm
+from lightning_modules.nets.blocks import make_norm
 
 
 class PatchDiscriminator(nn.Module):
@@ -22,7 +22,7 @@ class PatchDiscriminator(nn.Module):
         for i in range(1, n_layers + 1):
             nxt = min(base_channels * 2**i, max_channels)
             stride = 2 if i < n_layers else 1
-            layers += [nn.Conv2d(ch, nxt, 4, stride, 1, bias=False), group_norm(nxt),
+            layers += [nn.Conv2d(ch, nxt, 4, stride, 1, bias=False), make_norm("group", nxt),
                        nn.LeakyReLU(0.2, inplace=True)]
             ch = nxt
         layers.append(nn.Conv2d(ch, 1, 4, 1, 1))

@@ -28,18 +28,19 @@ class LipSyncGenerator(nn.Module):
                  mel_frames: int = 16, num_codes: int = 80, embed_dim: int = 256,
                  audio_dim: int = 256, base_channels: int = 32, max_channels: int = 256,
                  attention_heads: int = 4, attention_layers: int = 1, mapping_hidden: int = 256,
-                 mapping_temperature: float = 1.0, cond_channels: int = 32) -> None:
+                 mapping_temperature: float = 1.0, cond_channels: int = 32,
+                 norm: str = "batch") -> None:
         super().__init__()
         self.image_size = image_size
         self.use_reference = use_reference
         self.image_encoder = ImageEncoder(6 if use_reference else 3, image_size, base_channels,
-                                          max_channels, embed_dim)
+                                          max_channels, embed_dim, norm)
         self.audio_encoder = AudioEncoder(n_mels, mel_frames, audio_dim, attention_heads,
                                           attention_layers)
         self.audio_mapping = AudioMapping(audio_dim, num_codes, mapping_hidden, mapping_temperature)
         self.memory = MemoryFusion(num_codes, embed_dim)
         self.decoder = Decoder(self.image_encoder.skip_channels, self.image_encoder.bottom_size,
-                               embed_dim, audio_dim, embed_dim, cond_channels)
+                               embed_dim, audio_dim, embed_dim, cond_channels, norm=norm)
 
     @property
     def num_codes(self) -> int:

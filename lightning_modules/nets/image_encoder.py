@@ -17,7 +17,7 @@ class ImageEncoder(nn.Module):
     """
 
     def __init__(self, in_channels: int = 3, image_size: int = 96, base_channels: int = 32,
-                 max_channels: int = 256, embed_dim: int = 256) -> None:
+                 max_channels: int = 256, embed_dim: int = 256, norm: str = "batch") -> None:
         super().__init__()
         sizes = stage_sizes(image_size)
         chans = stage_channels(len(sizes), base_channels, max_channels)
@@ -25,9 +25,11 @@ class ImageEncoder(nn.Module):
         self.embed_dim = embed_dim
         self.skip_channels = chans
         self.bottom_size = sizes[-1]
-        stages = [nn.Sequential(ConvBlock(in_channels, chans[0]), ConvBlock(chans[0], chans[0]))]
+        stages = [nn.Sequential(ConvBlock(in_channels, chans[0], norm=norm),
+                                ConvBlock(chans[0], chans[0], norm=norm))]
         for prev, cur in zip(chans[:-1], chans[1:]):
-            stages.append(nn.Sequential(ConvBlock(prev, cur, stride=2), ConvBlock(cur, cur)))
+            stages.append(nn.Sequential(ConvBlock(prev, cur, stride=2, norm=norm),
+                                        ConvBlock(cur, cur, norm=norm)))
         self.stages = nn.ModuleList(stages)
         self.to_embedding = nn.Sequential(
             nn.Conv2d(chans[-1], embed_dim, self.bottom_size, 1, 0),
