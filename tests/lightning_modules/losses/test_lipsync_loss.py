@@ -70,3 +70,18 @@ def test_discriminator_loss_rewards_separating_real_from_fake(mode):
         opt.step()
     assert d.item() < first
     assert logs["d_real_logit"] > logs["d_fake_logit"]
+
+
+def test_mask_emphasis_weights_the_generated_region_and_stays_a_mean_error():
+    loss = make_loss(mask_l1_emphasis=9.0)
+    real = torch.zeros(1, 3, 4, 4)
+    mask = torch.zeros(1, 1, 4, 4)
+    mask[..., 2:, :] = 1.0                       # bottom half generated
+    top_err, bottom_err = real.clone(), real.clone()
+    top_err[..., :2, :] = 1.0
+    bottom_err[..., 2:, :] = 1.0
+    # same plain L1 (0.5) either way, but errors in the generated region weigh 10x more
+    assert loss.l1(bottom_err, real, mask) == pytest.approx(10 / 11)
+    assert loss.l1(top_err, real, mask) == pytest.approx(1 / 11)
+    assert loss.l1(torch.ones_like(real), real, mask) == pytest.approx(1.0)
+    assert make_loss(mask_l1_emphasis=0.0).l1(bottom_err, real, mask) == pytest.approx(0.5)

@@ -113,3 +113,10 @@ def test_image_encoder_rejects_sizes_that_do_not_halve_down():
 def test_discriminator_gives_a_patch_map():
     d = PatchDiscriminator(base_channels=8)
     assert d(torch.rand(2, 3, 96, 96)).shape == (2, 1, 10, 10)
+
+
+def test_group_norm_variant_builds_and_unknown_norm_is_refused():
+    g = small_generator(norm="group")
+    assert g(torch.rand(2, 3, 48, 48), torch.randn(2, 1, 80, 16)).image.shape == (2, 3, 48, 48)
+    with pytest.raises(ValueError, match="norm='layer'"):
+        small_generator(norm="layer")
