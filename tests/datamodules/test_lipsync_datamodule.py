@@ -372,3 +372,19 @@ def test_lightning_fit_two_epochs(corpus, tmp_path):
     assert model.val_batches == 2 * 3
     hparams = json.loads(json.dumps(dict(dm.hparams)))  # plain types only
     assert hparams["batches_per_epoch"] == 3
+
+
+# ----------------------------------------------------------------------------- memory codes
+def test_memory_batches_cover_every_train_clip_identically_on_every_rank(corpus, monkeypatch):
+    """Bootstrapped memory codes must sample all clips (not the first M frames) and be the
+    same on every DDP rank, so each rank reads every shard, deterministically."""
+    seen = []
+    for rank in range(2):
+        monkeypatch.setenv("WORLD_SIZE", "2")
+        monkeypatch.setenv("RANK", str(rank))
+        batches = as_list(dm_for(corpus).memory_batches(max_frames=14))
+        seen.append(_fingerprint(batches))
+    assert seen[0] == seen[1]
+    keys = {k for batch in seen[0] for k in batch[0]}
+    assert len(keys) == 7  # all 7 train clips (4 + 2 + 1), 2 windows each
+    assert sum(len(batch[0]) for batch in seen[0]) == 14
