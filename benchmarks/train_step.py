@@ -19,8 +19,8 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from benchmarks.common import write_result
 from datamodules.masks import LowerFaceMask
-from lightning_modules.losses import LipSyncLoss
 from lightning_modules.lipsync_gan import LipSyncGAN
+from lightning_modules.losses import LipSyncLoss
 from lightning_modules.nets import LipSyncGenerator
 
 

@@ -90,6 +90,11 @@ def expand_shard_spec(spec: str, key: str) -> list[str]:
     return urls
 
 
+def _single_reader(iteration: int) -> tuple[int, int, int]:
+    """(epoch, rank, world) of a loader every rank runs whole: all shards, in order."""
+    return 0, 0, 1
+
+
 class LipSyncDataModule(L.LightningDataModule):
     def __init__(
         self,
@@ -368,10 +373,8 @@ class LipSyncDataModule(L.LightningDataModule):
                         partial=not train),
         )
         workers = self.num_workers if num_workers is None else num_workers
-        context = self._context
-        if every_rank_reads_all:
-            context = lambda iteration: (0, 0, 1)  # noqa: E731 - one reader: all shards, in order
-        else:
+        context = _single_reader if every_rank_reads_all else self._context
+        if not every_rank_reads_all:
             self._warn_if_filled(split, urls, train)
             if not train:  # more workers than shards a rank reads only adds idle processes
                 _, world_size = rank_and_world_size(self.trainer)

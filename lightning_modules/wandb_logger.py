@@ -43,7 +43,7 @@ class LipmemWandbLogger(WandbLogger):
 
     def __init__(self, save_dir: str | None = None, project: str = "lipmem",
                  name: str | None = None, mode: str = "auto", group: str | None = None,
-                 tags: list[str] | None = None, id: str | None = None,  # noqa: A002
+                 tags: list[str] | None = None, id: str | None = None,
                  log_model: bool = False, **kwargs: Any) -> None:
         self.mode = resolve_mode(mode)
         if save_dir is None:

@@ -61,7 +61,7 @@ class LPIPSLoss(nn.Module):
         for p in self.lpips.parameters():
             p.requires_grad_(False)
 
-    def train(self, mode: bool = True) -> "LPIPSLoss":
+    def train(self, mode: bool = True) -> LPIPSLoss:
         super().train(mode)
         self.lpips.eval()  # dropout in the linear heads stays off
         return self

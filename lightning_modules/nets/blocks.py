@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from torch import nn
 
-
 NORMS = ("batch", "group")
 
 

@@ -11,8 +11,8 @@ import lightning as L
 import pytest
 
 from datamodules.lipsync_datamodule import LipSyncDataModule
-from lightning_modules.losses import LipSyncLoss
 from lightning_modules.lipsync_gan import LipSyncGAN
+from lightning_modules.losses import LipSyncLoss
 from lightning_modules.nets import LipSyncGenerator
 
 STEPS = 400          # batches (each one D step + one G step)

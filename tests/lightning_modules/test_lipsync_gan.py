@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from datamodules.lipsync_datamodule import LipSyncDataModule
-from lightning_modules.losses import LipSyncLoss
 from lightning_modules.lipsync_gan import LipSyncGAN, check_precision
+from lightning_modules.losses import LipSyncLoss
 from lightning_modules.nets import LipSyncGenerator
 from memory_bank.codes_file import save_codes
 
