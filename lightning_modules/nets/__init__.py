@@ -7,6 +7,7 @@ from lightning_modules.nets.discriminator import PatchDiscriminator
 from lightning_modules.nets.generator import GeneratorOutput, LipSyncGenerator
 from lightning_modules.nets.image_encoder import ImageEncoder
 from lightning_modules.nets.memory_fusion import MemoryFusion
+from lightning_modules.nets.mouth_autoencoder import MouthAutoencoderNet, copy_matching
 
 __all__ = [
     "AudioEncoder",
@@ -16,5 +17,7 @@ __all__ = [
     "ImageEncoder",
     "LipSyncGenerator",
     "MemoryFusion",
+    "MouthAutoencoderNet",
     "PatchDiscriminator",
+    "copy_matching",
 ]
