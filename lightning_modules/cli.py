@@ -2,8 +2,9 @@
 
 `lipmem fit|validate|test|predict` is a LightningCLI over LipSyncGAN + LipSyncDataModule
 (YAML configs with class_path/init_args, omegaconf interpolation, flat dotted overrides such
-as `--model.loss.l1_weight=3` that W&B sweeps pass through `${args}`). Other jobs
-(`lipmem data synth`, ...) are plain argparse subcommands dispatched from `main`.
+as `--model.loss.l1_weight=3` that W&B sweeps pass through `${args}`). `lipmem bank build`
+is a LightningCLI too (MouthAutoencoder + the same datamodule + `bank.*` keys). Other jobs
+(`lipmem data synth`, `lipmem bank inspect`) are plain argparse subcommands.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from datamodules.windows import mel_frames_for
 TRAINER_COMMANDS = ("fit", "validate", "test", "predict")
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CONFIG = REPO_ROOT / "configs" / "default.yaml"
+BANK_CONFIG = REPO_ROOT / "configs" / "bank.yaml"
 
 
 class LoggedConfigCallback(SaveConfigCallback):
@@ -31,14 +33,7 @@ class LoggedConfigCallback(SaveConfigCallback):
             logger.log_hyperparams(config)
 
 
-class LipmemCLI(LightningCLI):
-    def add_arguments_to_parser(self, parser: Any) -> None:
-        # The data decides the geometry; the generator is built to match it.
-        parser.link_arguments("data.image_size", "model.generator.init_args.image_size")
-        parser.link_arguments("data.use_reference", "model.generator.init_args.use_reference")
-        parser.link_arguments("data.audio_seconds", "model.generator.init_args.mel_frames",
-                              compute_fn=mel_frames_for)
-
+class RunFolderCLI(LightningCLI):
     def before_instantiate_classes(self) -> None:
         """A logger without save_dir writes into the run folder, like the checkpoints."""
         config = self.config[self.subcommand] if self.subcommand else self.config
@@ -49,6 +44,23 @@ class LipmemCLI(LightningCLI):
             init_args = getattr(item, "init_args", None)
             if init_args is not None and "save_dir" in init_args and init_args.save_dir is None:
                 init_args.save_dir = trainer.default_root_dir or "."
+
+
+class LipmemCLI(RunFolderCLI):
+    def add_arguments_to_parser(self, parser: Any) -> None:
+        # The data decides the geometry; the generator is built to match it.
+        parser.link_arguments("data.image_size", "model.generator.init_args.image_size")
+        parser.link_arguments("data.use_reference", "model.generator.init_args.use_reference")
+        parser.link_arguments("data.audio_seconds", "model.generator.init_args.mel_frames",
+                              compute_fn=mel_frames_for)
+
+
+class BankCLI(RunFolderCLI):
+    def add_arguments_to_parser(self, parser: Any) -> None:
+        from memory_bank.build_job import BankSpec
+
+        parser.add_dataclass_arguments(BankSpec, "bank")
+        parser.link_arguments("data.image_size", "model.net.init_args.image_size")
 
 
 def run_trainer_cli(args: list[str] | None = None) -> None:
@@ -69,6 +81,28 @@ def run_trainer_cli(args: list[str] | None = None) -> None:
     )
 
 
+def run_bank_build(args: list[str]) -> int:
+    """Autoencoder fit -> encode -> cluster -> publish (memory_bank.build_job)."""
+    from datamodules.lipsync_datamodule import LipSyncDataModule
+    from lightning_modules.mouth_autoencoder import MouthAutoencoder
+    from memory_bank.build_job import BankBuild, BankSpec
+
+    cli = BankCLI(
+        MouthAutoencoder,
+        LipSyncDataModule,
+        run=False,
+        parser_kwargs={"parser_mode": "omegaconf",
+                       "default_config_files": [str(BANK_CONFIG)] if BANK_CONFIG.is_file() else []},
+        save_config_callback=LoggedConfigCallback,
+        save_config_kwargs={"overwrite": True},
+        args=args,
+    )
+    spec = cli.config_init.bank
+    spec = spec if isinstance(spec, BankSpec) else BankSpec(**dict(spec))
+    BankBuild(spec, cli.trainer, cli.model, cli.datamodule)()
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="lipmem",
@@ -84,6 +118,17 @@ def build_parser() -> argparse.ArgumentParser:
     from datamodules.synth.cli import add_synth_arguments
 
     add_synth_arguments(data.add_parser("synth", help="write the synthetic talking-face corpus"))
+    bank = commands.add_parser("bank", help="build and inspect memory banks").add_subparsers(
+        dest="bank_command", metavar="BANK_COMMAND", required=True)
+    bank.add_parser("build", add_help=False,
+                    help="autoencoder fit -> encode -> cluster -> publish (LightningCLI, see "
+                         "`lipmem bank build -h`)")
+    inspect = bank.add_parser("inspect", help="print a bank's metadata and draw its codes")
+    inspect.add_argument("ref", help="memory-bank:n80, memory-bank:v3, wandb:ENTITY/PROJECT/"
+                                     "memory-bank:latest or a codes file")
+    inspect.add_argument("--out", default=".", help="folder for the PNGs (default: .)")
+    inspect.add_argument("--registry", default=None,
+                         help="local artifact registry (default: $LIPMEM_REGISTRY or ./artifacts)")
     return parser
 
 
@@ -93,6 +138,8 @@ def main(argv: list[str] | None = None) -> int:
         # LightningCLI reads sys.argv itself when args is None, which DDP re-execution needs.
         run_trainer_cli(None if argv == sys.argv[1:] else argv)
         return 0
+    if argv[:2] == ["bank", "build"]:
+        return run_bank_build(argv[2:])
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:
@@ -102,6 +149,11 @@ def main(argv: list[str] | None = None) -> int:
         from datamodules.synth.cli import run_synth
 
         return run_synth(args)
+    if args.command == "bank" and args.bank_command == "inspect":
+        from memory_bank.inspect_bank import inspect_bank
+
+        inspect_bank(args.ref, args.out, args.registry)
+        return 0
     parser.error(f"unknown command {args.command!r}")
     return 2
 

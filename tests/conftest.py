@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -32,3 +35,26 @@ def corpus_factory():
 def tiny_corpus(tmp_path_factory) -> Path:
     """4 speakers (2 train, 1 val, 1 test) x 3 clips x 3 s at 48 px."""
     return make_corpus(tmp_path_factory.mktemp("tiny_corpus"))
+
+
+REPO = Path(__file__).resolve().parents[1]
+_SCRIPT = Path(sys.executable).parent / "lipmem"  # the installed console script users run
+LIPMEM = [str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, "-m", "lightning_modules.cli"]
+
+
+def run_lipmem(args: list[str], tmp_path: Path, timeout: int = 600,
+               **env: str) -> subprocess.CompletedProcess:
+    """`lipmem ARGS` in a subprocess from the repo root: offline W&B, $HOME and the local
+    artifact registry inside tmp_path, so nothing outside it is touched."""
+    home = tmp_path / "home"
+    home.mkdir(exist_ok=True)
+    full_env = dict(os.environ, WANDB_MODE="offline", WANDB_SILENT="true", HOME=str(home),
+                    PYTHONPATH=str(REPO), LIPMEM_REGISTRY=str(tmp_path / "registry"), **env)
+    return subprocess.run(LIPMEM + args, cwd=REPO, env=full_env, capture_output=True, text=True,
+                          timeout=timeout, check=False)
+
+
+@pytest.fixture(scope="session")
+def lipmem_cli() -> Callable[..., subprocess.CompletedProcess]:
+    """run_lipmem(args, tmp_path, timeout=600, **env) for end-to-end tests."""
+    return run_lipmem

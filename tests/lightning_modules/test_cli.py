@@ -2,25 +2,10 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
-
-REPO = Path(__file__).resolve().parents[2]
-_SCRIPT = Path(sys.executable).parent / "lipmem"  # the installed console script users run
-LIPMEM = [str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, "-m", "lightning_modules.cli"]
-
-
-def run_lipmem(args: list[str], tmp_path: Path, timeout: int = 600) -> subprocess.CompletedProcess:
-    env = dict(os.environ, WANDB_MODE="offline", WANDB_SILENT="true", HOME=str(tmp_path / "home"),
-               PYTHONPATH=str(REPO))
-    (tmp_path / "home").mkdir(exist_ok=True)
-    return subprocess.run(LIPMEM + args, cwd=REPO, env=env, capture_output=True, text=True,
-                          timeout=timeout)
 
 
 def smoke_args(corpus: Path, run_dir: Path) -> list[str]:
@@ -28,8 +13,9 @@ def smoke_args(corpus: Path, run_dir: Path) -> list[str]:
             f"--trainer.default_root_dir={run_dir}"]
 
 
-def test_print_config_merges_default_and_overlay_and_links_geometry(tiny_corpus, tmp_path):
-    out = run_lipmem(["fit", *smoke_args(tiny_corpus, tmp_path / "run"),
+def test_print_config_merges_default_and_overlay_and_links_geometry(tiny_corpus, tmp_path,
+                                                                   lipmem_cli):
+    out = lipmem_cli(["fit", *smoke_args(tiny_corpus, tmp_path / "run"),
                       "--model.loss.l1_weight=7.5", "--print_config"], tmp_path)
     assert out.returncode == 0, out.stderr[-3000:]
     cfg = yaml.safe_load(out.stdout)
@@ -39,23 +25,23 @@ def test_print_config_merges_default_and_overlay_and_links_geometry(tiny_corpus,
     assert cfg["trainer"]["default_root_dir"] == str(tmp_path / "run")
 
 
-def test_misspelled_key_fails(tiny_corpus, tmp_path):
-    out = run_lipmem(["fit", *smoke_args(tiny_corpus, tmp_path / "run"),
+def test_misspelled_key_fails(tiny_corpus, tmp_path, lipmem_cli):
+    out = lipmem_cli(["fit", *smoke_args(tiny_corpus, tmp_path / "run"),
                       "--model.loss.l1_wieght=3", "--print_config"], tmp_path)
     assert out.returncode != 0
     assert "l1_wieght" in out.stderr
 
 
-def test_audio_ratio_below_five_fails_at_startup(tiny_corpus, tmp_path):
-    out = run_lipmem(["fit", *smoke_args(tiny_corpus, tmp_path / "run"),
+def test_audio_ratio_below_five_fails_at_startup(tiny_corpus, tmp_path, lipmem_cli):
+    out = lipmem_cli(["fit", *smoke_args(tiny_corpus, tmp_path / "run"),
                       "--data.audio_seconds=0.12"], tmp_path)
     assert out.returncode != 0
     assert "audio_seconds" in out.stderr and "0.12" in out.stderr
 
 
-def test_smoke_fit_writes_checkpoints_samples_and_an_offline_wandb_run(tiny_corpus, tmp_path):
+def test_smoke_fit_writes_checkpoints_samples_and_an_offline_wandb_run(tiny_corpus, tmp_path, lipmem_cli):
     run_dir = tmp_path / "run"
-    out = run_lipmem(["fit", *smoke_args(tiny_corpus, run_dir)], tmp_path)
+    out = lipmem_cli(["fit", *smoke_args(tiny_corpus, run_dir)], tmp_path)
     assert out.returncode == 0, out.stderr[-3000:]
     assert (run_dir / "checkpoints" / "last.ckpt").is_file()
     assert (run_dir / "samples" / "val_latest.png").is_file()
@@ -66,9 +52,9 @@ def test_smoke_fit_writes_checkpoints_samples_and_an_offline_wandb_run(tiny_corp
 
 
 @pytest.mark.timeout(600)
-def test_two_process_ddp_fit(tiny_corpus, tmp_path):
+def test_two_process_ddp_fit(tiny_corpus, tmp_path, lipmem_cli):
     run_dir = tmp_path / "ddp"
-    out = run_lipmem(["fit", *smoke_args(tiny_corpus, run_dir), "--trainer.devices=2",
+    out = lipmem_cli(["fit", *smoke_args(tiny_corpus, run_dir), "--trainer.devices=2",
                       "--trainer.strategy=ddp"], tmp_path)
     assert out.returncode == 0, out.stderr[-4000:]
     assert "find_unused_parameters" not in out.stderr

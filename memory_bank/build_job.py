@@ -1,0 +1,225 @@
+"""`lipmem bank build`: autoencoder fit -> encode lower faces -> cluster -> publish.
+
+One job, four stages; each of the first two can be skipped by passing its earlier output
+(`bank.encoder=REF` for a trained autoencoder, `bank.features=FILE` for encoded features).
+Every published artifact goes to the local registry (resolvable with no server) and into
+the job's W&B run (online, or offline for a later `wandb sync`).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from lightning.pytorch.utilities import rank_zero_info
+
+from datamodules.manifest import manifest_path
+from datamodules.shards import sha256_file, write_json_atomic
+from memory_bank.bank import BANK_NAME, publish_bank
+from memory_bank.encoder_file import ENCODER_FILE, load_autoencoder, save_autoencoder
+from memory_bank.features import Features, encode_lower_faces, load_features, save_features
+from memory_bank.kmeans import METHODS, KMeansResult, cluster, cluster_many
+from memory_bank.provenance import code_version
+from memory_bank.references import resolve_reference
+from memory_bank.registry import ArtifactVersion, LocalRegistry
+
+ENCODER_NAME = "mouth-autoencoder"
+ENCODER_TYPE = "mouth-autoencoder"
+
+
+@dataclass
+class BankSpec:
+    """The `bank.*` keys of configs/bank.yaml."""
+
+    encoder: str | None = None          # trained autoencoder REF: skip the fit
+    features: str | None = None         # features .npz of an earlier build: skip encoding
+    frames: int = 20000                 # M training frames to encode, spread over all clips
+    method: str = "faiss_kmeans"        # faiss_kmeans | sklearn_kmeans | meanshift
+    n: list[int] = field(default_factory=lambda: [80])   # several n reuse one feature matrix
+    niter: int = 25
+    seed: int = 0
+    meanshift_bandwidth: float | None = None
+    meanshift_max_points: int = 5000
+    name: str = BANK_NAME
+    registry: str | None = None         # null = $LIPMEM_REGISTRY or ./artifacts
+    device: str = "auto"                # where to encode: auto | cpu | cuda
+
+    def __post_init__(self) -> None:
+        if self.method not in METHODS:
+            raise ValueError(f"bank.method={self.method!r}: expected one of {METHODS}")
+        if self.frames <= 0:
+            raise ValueError(f"bank.frames={self.frames}: must be > 0")
+        if self.method != "meanshift":
+            bad = [n for n in self.n if isinstance(n, bool) or not isinstance(n, int) or n <= 0]
+            if not self.n or bad:
+                raise ValueError(f"bank.n={self.n}: need a list of positive code counts")
+            if max(self.n) > self.frames:
+                raise ValueError(f"bank.n={self.n}: cannot form {max(self.n)} clusters from "
+                                 f"bank.frames={self.frames} frames")
+
+
+def _device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+class BankBuild:
+    """Runs the stages with a configured Trainer, MouthAutoencoder and LipSyncDataModule."""
+
+    def __init__(self, spec: BankSpec, trainer: Any, model: Any, datamodule: Any) -> None:
+        self.spec = spec
+        self.trainer = trainer
+        self.model = model
+        self.datamodule = datamodule
+        self.registry = LocalRegistry(spec.registry) if spec.registry else LocalRegistry.default()
+        self.out = Path(trainer.default_root_dir) / "bank"
+        self.run = self._wandb_run()
+        self.summary: dict[str, Any] = {"spec": asdict(spec), "stages": {}}
+
+    # ---------------------------------------------------------------- context
+    def _wandb_run(self) -> Any:
+        for logger in self.trainer.loggers:
+            if hasattr(logger, "mode") and logger.mode != "disabled":
+                return logger
+        return None
+
+    def corpus(self) -> dict[str, Any]:
+        root = self.datamodule.root
+        if root is None or not manifest_path(root).is_file():
+            return {"root": None, "manifest_sha256": None, "shards": self.datamodule.shard_specs}
+        path = manifest_path(root)
+        return {"root": str(Path(root).resolve()), "manifest_sha256": sha256_file(path)}
+
+    def geometry(self) -> dict[str, Any]:
+        return {"image_size": int(self.datamodule.image_size),
+                "mask": self.datamodule.mask.describe()}
+
+    # ---------------------------------------------------------------- stages
+    def autoencoder(self) -> tuple[Any, dict[str, Any]]:
+        """Stage 1: fit, or load the given one. Returns (net, {ref, sha256})."""
+        if self.spec.encoder:
+            target = resolve_reference(self.spec.encoder, registry=self.registry,
+                                       expected_type=ENCODER_TYPE)
+            path = target.file(ENCODER_FILE) if isinstance(target, ArtifactVersion) else target
+            net, meta = load_autoencoder(path)
+            if net.image_size != self.datamodule.image_size:
+                raise ValueError(f"bank.encoder={self.spec.encoder!r} was trained at image_size="
+                                 f"{net.image_size} but data.image_size="
+                                 f"{self.datamodule.image_size}")
+            ref = target.ref if isinstance(target, ArtifactVersion) else str(path)
+            self._record_input("encoder", self.spec.encoder, target)
+            self.summary["stages"]["autoencoder"] = {"skipped": True, "ref": ref}
+            return net, {"ref": ref, "sha256": sha256_file(path)}
+        started = time.perf_counter()
+        self.trainer.fit(self.model, datamodule=self.datamodule)
+        net = self.model.net.eval()
+        metrics = {k: float(v) for k, v in self.trainer.callback_metrics.items()
+                   if k.startswith(("val/", "train/"))}
+        meta = {**self.geometry(), "corpus": self.corpus(), "input": self.model.input,
+                "steps": int(self.trainer.global_step), "metrics": metrics,
+                "code_version": code_version()}
+        path = save_autoencoder(self.out / ENCODER_FILE, net, meta)
+        version = self.registry.publish(ENCODER_NAME, ENCODER_TYPE, {ENCODER_FILE: path},
+                                        {**meta, "net": net.config})
+        self._log_artifact(version)
+        self.summary["stages"]["autoencoder"] = {
+            "ref": version.ref, "seconds": round(time.perf_counter() - started, 1),
+            "steps": meta["steps"], "metrics": metrics}
+        return net, {"ref": version.ref, "sha256": version.files[ENCODER_FILE]}
+
+    def features(self, net: Any) -> tuple[Features, str]:
+        """Stage 2: encode, or load the given features. Returns (features, sha256 of the file)."""
+        if self.spec.features:
+            feats = load_features(self.spec.features)
+            if feats.features.shape[1] != net.embed_dim:
+                raise ValueError(f"bank.features={self.spec.features!r} has dim "
+                                 f"{feats.features.shape[1]} but the autoencoder's embed_dim is "
+                                 f"{net.embed_dim}")
+            self.summary["stages"]["features"] = {"skipped": True, "path": self.spec.features,
+                                                  "frames": len(feats)}
+            return feats, sha256_file(self.spec.features)
+        started = time.perf_counter()
+        device = _device(self.spec.device)
+        net = net.to(device).eval()
+        batches = self.datamodule.memory_batches(self.spec.frames)
+        feats = encode_lower_faces(net.encode, batches, self.spec.frames, device, progress=True)
+        path = save_features(self.out / "features.npz", feats)
+        clips = len(set(feats.keys.tolist()))
+        self.summary["stages"]["features"] = {
+            "path": str(path), "frames": len(feats), "clips": clips,
+            "seconds": round(time.perf_counter() - started, 1)}
+        rank_zero_info(f"lipmem bank: encoded {len(feats)} lower faces from {clips} clips")
+        return feats, sha256_file(path)
+
+    def cluster(self, feats: Features) -> dict[int, KMeansResult]:
+        """Stage 3: one feature matrix, every requested n (meanshift: n from the data)."""
+        started = time.perf_counter()
+        spec = self.spec
+        if spec.method == "meanshift":
+            result = cluster(feats.features, None, method="meanshift", seed=spec.seed,
+                             bandwidth=spec.meanshift_bandwidth,
+                             max_points=spec.meanshift_max_points)
+            results = {result.k: result}
+        else:
+            results = cluster_many(feats.features, spec.n, method=spec.method, seed=spec.seed,
+                                   niter=spec.niter)
+        self.summary["stages"]["cluster"] = {
+            "seconds": round(time.perf_counter() - started, 1),
+            "inertia": {str(n): r.inertia for n, r in results.items()}}
+        return results
+
+    def publish(self, results: dict[int, KMeansResult], encoder: dict[str, Any],
+                feats: Features, features_sha256: str) -> list[ArtifactVersion]:
+        """Stage 4: one registry version (+ W&B artifact) per n, aliases n{n} and latest."""
+        versions = []
+        common = {**self.geometry(), "encoder": encoder, "corpus": self.corpus(),
+                  "frames": len(feats), "features_sha256": features_sha256,
+                  "code_version": code_version()}
+        for n, result in sorted(results.items()):
+            meta = {**common, "method": result.method, "device": result.device,
+                    "inertia": result.inertia, "cluster_sizes": result.sizes.tolist(),
+                    "seed": result.seed, "niter": result.niter, "extra": result.extra}
+            version = publish_bank(self.registry, torch.from_numpy(result.centroids), meta,
+                                   name=self.spec.name)
+            self._log_artifact(version)
+            versions.append(version)
+            rank_zero_info(f"lipmem bank: published {version.ref} (aliases "
+                           f"{', '.join(version.aliases)}) to {self.registry.root}")
+        self.summary["published"] = [{"ref": v.ref, "aliases": list(v.aliases),
+                                      "path": str(v.path)} for v in versions]
+        return versions
+
+    # ---------------------------------------------------------------- W&B
+    def _log_artifact(self, version: ArtifactVersion) -> None:
+        if self.run is not None:
+            from memory_bank.wandb_artifacts import log_artifact
+
+            log_artifact(self.run.experiment, version)
+
+    def _record_input(self, key: str, ref: str, target: Any) -> None:
+        if self.run is not None:
+            from memory_bank.wandb_artifacts import record_input
+
+            record_input(self.run.experiment, key, ref, target, self.run.mode)
+
+    # ---------------------------------------------------------------- all
+    def __call__(self) -> list[ArtifactVersion]:
+        self.out.mkdir(parents=True, exist_ok=True)
+        net, encoder = self.autoencoder()
+        if self.trainer.global_rank != 0:
+            return []  # DDP autoencoder fit: rank zero encodes, clusters and publishes
+        if self.run is not None:
+            self.run.log_hyperparams({"corpus": self.corpus(), "bank": asdict(self.spec)})
+        feats, features_sha = self.features(net)
+        results = self.cluster(feats)
+        versions = self.publish(results, encoder, feats, features_sha)
+        write_json_atomic(self.out / "summary.json", self.summary)
+        if self.run is not None:
+            self.run.log_metrics({f"bank/inertia_n{n}": r.inertia for n, r in results.items()})
+        print(json.dumps({"published": self.summary["published"]}, indent=2))
+        return versions

@@ -1,0 +1,60 @@
+"""The trained mouth autoencoder as a file: safetensors weights + the net's config.
+
+An encoder artifact must be loadable without running code (no pickle) and rebuildable
+without the training config, so the constructor arguments travel in the file's metadata.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from safetensors import safe_open
+from safetensors.torch import save_file
+
+from lightning_modules.nets.mouth_autoencoder import MouthAutoencoderNet
+
+ENCODER_FILE = "autoencoder.safetensors"
+
+
+def save_autoencoder(path: str | os.PathLike, net: MouthAutoencoderNet,
+                     meta: dict[str, Any]) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tensors = {k: v.detach().float().contiguous().cpu() if v.is_floating_point()
+               else v.detach().contiguous().cpu() for k, v in net.state_dict().items()}
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        save_file(tensors, tmp, metadata={"lipmem": json.dumps({**meta, "net": net.config})})
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def load_autoencoder(path: str | os.PathLike) -> tuple[MouthAutoencoderNet, dict[str, Any]]:
+    """Rebuild the net from the file alone; refuses files that are not lipmem autoencoders."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"autoencoder file {path} does not exist")
+    try:
+        with safe_open(str(path), framework="pt") as fh:
+            meta = json.loads((fh.metadata() or {}).get("lipmem", "{}"))
+            state = {k: fh.get_tensor(k) for k in fh.keys()}  # noqa: SIM118 - safe_open is not a dict
+    except Exception as exc:
+        raise ValueError(f"autoencoder file {path} is not a readable safetensors file "
+                         f"({type(exc).__name__}: {exc})") from exc
+    if "net" not in meta:
+        raise ValueError(f"autoencoder file {path} has no 'net' config in its metadata: not "
+                         "written by lipmem bank build")
+    net = MouthAutoencoderNet(**meta["net"])
+    missing, unexpected = net.load_state_dict(state, strict=False)
+    if missing or unexpected:
+        raise ValueError(f"autoencoder file {path} does not match its own config {meta['net']}: "
+                         f"missing {missing[:5]}, unexpected {unexpected[:5]}")
+    return net.eval(), meta
