@@ -20,10 +20,14 @@ $(DATA)/manifest.json: | $(STAMP)
 	$(BIN)/lipmem data synth --out $(DATA)
 
 quickstart: setup $(DATA)/manifest.json
+	$(BIN)/lipmem bank build --config configs/bank_quickstart.yaml
+	$(BIN)/lipmem bank inspect memory-bank:n80 --out runs/quickstart-bank
 	$(BIN)/lipmem fit --config configs/quickstart.yaml
 	@echo
 	@echo "quickstart outputs:"
 	@echo "  corpus:       $(DATA)/ (manifest.json + WebDataset shards)"
+	@echo "  memory bank:  artifacts/memory-bank/ (local registry; memory-bank:n80 = latest build)"
+	@echo "  bank images:  runs/quickstart-bank/*_codes.png, *_cluster_sizes.png"
 	@echo "  checkpoints:  runs/quickstart/checkpoints/ (last.ckpt and the best by val/l1_mouth)"
 	@echo "  val samples:  runs/quickstart/samples/val_latest.png (masked | generated | ground truth)"
 	@echo "  W&B run:      runs/quickstart/wandb/ (offline; 'wandb sync' it to upload)"
@@ -35,6 +39,7 @@ test: setup
 bench: setup $(DATA)/manifest.json
 	$(BIN)/python -m benchmarks.train_step
 	$(BIN)/python -m benchmarks.data_pipeline
+	$(BIN)/python -m benchmarks.clustering
 
 lint: setup
 	$(BIN)/ruff check .

@@ -9,16 +9,18 @@ from typing import Any
 
 import lightning as L
 import torch
-from lightning.pytorch.utilities import rank_zero_info, rank_zero_only
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_only, rank_zero_warn
 from torchmetrics import MeanMetric
 from torchmetrics.image import PeakSignalNoiseRatio, StructuralSimilarityIndexMeasure
 
 from datamodules.face_layout import mouth_box
 from lightning_modules.losses import LipSyncLoss
-from lightning_modules.nets import LipSyncGenerator
+from lightning_modules.memory_config import MemoryConfig
+from lightning_modules.nets import LipSyncGenerator, copy_matching
 from lightning_modules.visualize import sample_grid, save_png
+from memory_bank.bank import LoadedBank, check_bank, load_bank, load_bank_encoder
 from memory_bank.bootstrap import bootstrap_codes
-from memory_bank.codes_file import load_codes
+from memory_bank.registry import LocalRegistry
 
 SUPPORTED_PRECISIONS = ("32-true", "32", "bf16-mixed", "bf16-true", "64-true")
 
@@ -63,9 +65,7 @@ class LipSyncGAN(L.LightningModule):
         betas: tuple[float, float] = (0.5, 0.999),
         weight_decay: float = 0.0,
         grad_clip_norm: float | None = 1.0,
-        memory_source: str | None = None,
-        memory_bootstrap_frames: int = 2048,
-        memory_seed: int = 0,
+        memory: MemoryConfig | None = None,
         num_val_images: int = 8,
         channels_last: bool = False,
     ) -> None:
@@ -74,17 +74,16 @@ class LipSyncGAN(L.LightningModule):
             raise ValueError(f"model.g_lr={g_lr}, model.d_lr={d_lr}: learning rates must be > 0")
         if grad_clip_norm is not None and grad_clip_norm <= 0:
             raise ValueError(f"model.grad_clip_norm={grad_clip_norm}: must be > 0 or null")
-        if memory_bootstrap_frames < generator.num_codes:
-            raise ValueError(f"model.memory_bootstrap_frames={memory_bootstrap_frames} must be at "
+        memory = memory if memory is not None else MemoryConfig()
+        if memory.is_bootstrap and memory.bootstrap_frames < generator.num_codes:
+            raise ValueError(f"model.memory.bootstrap_frames={memory.bootstrap_frames} must be at "
                              f"least the number of memory codes ({generator.num_codes})")
         self.automatic_optimization = False
         self.generator = generator
         self.loss = loss
         self.g_lr, self.d_lr, self.betas, self.weight_decay = g_lr, d_lr, tuple(betas), weight_decay
         self.grad_clip_norm = grad_clip_norm
-        self.memory_source = memory_source
-        self.memory_bootstrap_frames = memory_bootstrap_frames
-        self.memory_seed = memory_seed
+        self.memory = memory
         self.num_val_images = num_val_images
         self.channels_last = channels_last
         self.memory_info: dict[str, Any] = {}
@@ -104,35 +103,78 @@ class LipSyncGAN(L.LightningModule):
             check_precision(str(self.trainer.precision))
         if self.channels_last:
             self.to(memory_format=torch.channels_last)
-        if self.memory_source and not self.generator.memory.loaded:
-            codes, meta = load_codes(self.memory_source)
-            self.generator.memory.load_codes(codes)
-            self.memory_info = {"source": self.memory_source, **meta}
-            rank_zero_info(f"lipmem: memory codes loaded from {self.memory_source} "
-                           f"({codes.shape[0]} x {codes.shape[1]})")
 
-    def _ensure_memory(self) -> None:
-        """Bootstrap codes when neither a bank nor a checkpoint supplied them.
+    def _ensure_memory(self, fitting: bool = False) -> None:
+        """Install the memory codes unless a checkpoint already brought them.
 
-        Runs after any checkpoint restore (fit/validate/test hooks), so a resumed or loaded
-        model keeps the codes it was trained with. Every rank reads the same frames with the
-        same encoder weights, so the codes agree across DDP ranks.
+        Runs in the fit/validate/test/predict start hooks, i.e. after any checkpoint
+        restore, so a resumed or loaded model keeps the codes it was trained with. Every
+        rank loads the same file (or bootstraps from the same frames), so ranks agree.
         """
         if self.generator.memory.loaded:
+            self.memory_info = self.memory_info or {"source": "checkpoint"}
             return
+        if self.memory.is_bootstrap:
+            self._bootstrap_memory()
+            return
+        bank = self._load_bank()
+        self.generator.memory.load_codes(bank.codes)
+        self.memory_info = bank.describe()
+        rank_zero_info(f"lipmem: memory codes from {bank.ref} -> {bank.resolved} "
+                       f"({bank.codes.shape[0]} x {bank.codes.shape[1]}, "
+                       f"{bank.meta.get('method', '?')})")
+        if fitting and self.memory.init_from_autoencoder:
+            self._init_from_autoencoder(bank)
+        self._record_bank(bank)
+
+    def _load_bank(self) -> LoadedBank:
+        registry = LocalRegistry(self.memory.registry) if self.memory.registry else None
+        bank = load_bank(self.memory.reference(self.generator.num_codes), registry)
+        datamodule = getattr(self.trainer, "datamodule", None) if self._trainer else None
+        mask = datamodule.mask.describe() if hasattr(datamodule, "mask") else None
+        unchecked = check_bank(bank, num_codes=self.generator.num_codes,
+                               code_dim=self.generator.memory.code_dim,
+                               image_size=self.generator.image_size, mask=mask)
+        if unchecked:
+            rank_zero_warn(f"memory bank {bank.ref}: could not check {unchecked} (not recorded "
+                           "in the bank's metadata or no datamodule); make sure they match")
+        return bank
+
+    def _init_from_autoencoder(self, bank: LoadedBank) -> None:
+        """Start the image encoder and decoder from the autoencoder that made the bank."""
+        registry = LocalRegistry(self.memory.registry) if self.memory.registry else None
+        net = load_bank_encoder(bank, registry)
+        copied, skipped = copy_matching(net.encoder, self.generator.image_encoder)
+        copied_dec, skipped_dec = copy_matching(net.decoder, self.generator.decoder)
+        rank_zero_info(f"lipmem: generator initialised from autoencoder "
+                       f"{bank.meta['encoder']['ref']}: {len(copied) + len(copied_dec)} tensors "
+                       f"copied, skipped {skipped + skipped_dec or 'none'}")
+
+    @rank_zero_only
+    def _record_bank(self, bank: LoadedBank) -> None:
+        """The run says which bank version it used: config entry + W&B lineage."""
+        for logger in self.loggers:
+            logger.log_hyperparams({"memory_bank": bank.describe()})
+            run = getattr(logger, "experiment", None) if hasattr(logger, "mode") else None
+            if run is not None and bank.target is not None:
+                from memory_bank.wandb_artifacts import record_input
+
+                record_input(run, "memory_bank", bank.ref, bank.target, logger.mode)
+
+    def _bootstrap_memory(self) -> None:
         datamodule = getattr(self.trainer, "datamodule", None)
         if datamodule is None or not hasattr(datamodule, "memory_batches"):
-            raise RuntimeError("model.memory_source is not set and there is no LipSyncDataModule "
-                               "to bootstrap memory codes from; pass model.memory_source=FILE")
+            raise RuntimeError("model.memory.source=bootstrap needs a LipSyncDataModule to "
+                               "bootstrap memory codes from; pass a memory bank reference")
         started = time.perf_counter()
         was_training = self.generator.training
         self.generator.eval()
         codes, result, frames = bootstrap_codes(
             self.generator.encode_mouth,
-            datamodule.memory_batches(self.memory_bootstrap_frames),
+            datamodule.memory_batches(self.memory.bootstrap_frames),
             self.generator.num_codes,
-            max_samples=self.memory_bootstrap_frames,
-            seed=self.memory_seed,
+            max_samples=self.memory.bootstrap_frames,
+            seed=self.memory.seed,
             device=self.device,
         )
         self.generator.train(was_training)
@@ -141,11 +183,11 @@ class LipSyncGAN(L.LightningModule):
                             "inertia": result.inertia, "device": result.device}
         rank_zero_info(f"lipmem: bootstrapped {codes.shape[0]} memory codes from {frames} "
                        f"training frames (untrained encoder + k-means, "
-                       f"{time.perf_counter() - started:.1f} s); pass model.memory_source to use "
-                       "a memory bank instead")
+                       f"{time.perf_counter() - started:.1f} s); this is not the method's "
+                       "memory bank: build one with `lipmem bank build`")
 
     def on_fit_start(self) -> None:
-        self._ensure_memory()
+        self._ensure_memory(fitting=True)
 
     def on_validation_start(self) -> None:
         if not self.trainer.training and not self.trainer.sanity_checking:

@@ -13,6 +13,7 @@ import pytest
 from datamodules.lipsync_datamodule import LipSyncDataModule
 from lightning_modules.lipsync_gan import LipSyncGAN
 from lightning_modules.losses import LipSyncLoss
+from lightning_modules.memory_config import MemoryConfig
 from lightning_modules.nets import LipSyncGenerator
 
 STEPS = 400          # batches (each one D step + one G step)
@@ -38,7 +39,8 @@ def test_mouth_follows_the_audio(corpus, tmp_path):
                                  base_channels=16, max_channels=64, attention_heads=2,
                                  mapping_hidden=64, cond_channels=16)
     model = LipSyncGAN(generator, LipSyncLoss(lpips_backbone="random", disc_channels=16),
-                       g_lr=1e-3, memory_bootstrap_frames=256)
+                       g_lr=1e-3,
+                       memory=MemoryConfig(source="bootstrap", bootstrap_frames=256))
     common = dict(accelerator="cpu", devices=1, logger=False, enable_progress_bar=False,
                   enable_model_summary=False, enable_checkpointing=False,
                   default_root_dir=str(tmp_path))

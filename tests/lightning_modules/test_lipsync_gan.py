@@ -9,6 +9,7 @@ import torch
 from datamodules.lipsync_datamodule import LipSyncDataModule
 from lightning_modules.lipsync_gan import LipSyncGAN, check_precision
 from lightning_modules.losses import LipSyncLoss
+from lightning_modules.memory_config import MemoryConfig
 from lightning_modules.nets import LipSyncGenerator
 from memory_bank.codes_file import save_codes
 
@@ -16,8 +17,8 @@ TINY = dict(image_size=48, num_codes=8, embed_dim=32, audio_dim=32, base_channel
             max_channels=32, attention_heads=2, mapping_hidden=32, cond_channels=8)
 
 
-def tiny_model(**kw) -> LipSyncGAN:
-    kw.setdefault("memory_bootstrap_frames", 32)
+def tiny_model(source: str = "bootstrap", bootstrap_frames: int = 32, **kw) -> LipSyncGAN:
+    kw.setdefault("memory", MemoryConfig(source=source, bootstrap_frames=bootstrap_frames))
     return LipSyncGAN(LipSyncGenerator(**TINY), LipSyncLoss(lpips_backbone="random", disc_channels=8),
                       **kw)
 
@@ -66,14 +67,14 @@ def test_checkpoint_carries_the_memory_codes(tiny_corpus, tmp_path):
 
 def test_memory_source_file_is_loaded_and_its_shape_checked(tiny_corpus, tmp_path):
     good = save_codes(tmp_path / "good.safetensors", torch.randn(8, 32), {"n": 8})
-    model = tiny_model(memory_source=str(good))
+    model = tiny_model(source=str(good))
     t = trainer(tmp_path, max_steps=2)
     t.fit(model, tiny_data(tiny_corpus))
-    assert model.memory_info["source"] == str(good)
+    assert model.memory_info["resolved"] == str(good)
 
     bad = save_codes(tmp_path / "bad.safetensors", torch.randn(20, 32), {"n": 20})
-    with pytest.raises(ValueError, match=r"shape \(20, 32\).*num_codes=8, code_dim=32"):
-        trainer(tmp_path, max_steps=2).fit(tiny_model(memory_source=str(bad)), tiny_data(tiny_corpus))
+    with pytest.raises(ValueError, match=r"n=20 codes but .*num_codes=8"):
+        trainer(tmp_path, max_steps=2).fit(tiny_model(source=str(bad)), tiny_data(tiny_corpus))
 
 
 def test_fp16_precision_is_refused_with_the_key():
@@ -85,5 +86,5 @@ def test_fp16_precision_is_refused_with_the_key():
 def test_out_of_range_module_settings_fail_at_construction():
     with pytest.raises(ValueError, match="g_lr"):
         tiny_model(g_lr=0.0)
-    with pytest.raises(ValueError, match="memory_bootstrap_frames=4"):
-        tiny_model(memory_bootstrap_frames=4)
+    with pytest.raises(ValueError, match="memory.bootstrap_frames=4"):
+        tiny_model(bootstrap_frames=4)
