@@ -47,6 +47,34 @@ class RunFolderCLI(LightningCLI):
 
 
 class LipmemCLI(RunFolderCLI):
+    def before_instantiate_classes(self) -> None:
+        """`--ckpt_path REF` becomes the artifact's checkpoint file; a resumed fit logs into
+        the W&B run the checkpoint was written by."""
+        super().before_instantiate_classes()
+        from lightning_modules.checkpoint_refs import (
+            local_ckpt_file,
+            resolve_ckpt_path,
+            wandb_run_id,
+        )
+
+        config = self.config[self.subcommand] if self.subcommand else self.config
+        if not config.get("ckpt_path"):
+            return
+        config.ckpt_path = resolve_ckpt_path(config.ckpt_path)
+        ckpt_file = local_ckpt_file(config.ckpt_path, config.trainer.default_root_dir)
+        if ckpt_file is not None:
+            # Lightning looks for `last` only in the checkpoint callbacks' folders, which
+            # RunCheckpoint sets late; name the file (a missing one stays `last`: fresh start)
+            config.ckpt_path = str(ckpt_file)
+        if self.subcommand != "fit" or ckpt_file is None:
+            return
+        run_id = wandb_run_id(ckpt_file)
+        logger = config.trainer.get("logger")
+        for item in logger if isinstance(logger, list) else [logger]:
+            init_args = getattr(item, "init_args", None)
+            if run_id and init_args is not None and "id" in init_args and not init_args.id:
+                init_args.id = run_id
+
     def add_arguments_to_parser(self, parser: Any) -> None:
         # The data decides the geometry; the generator is built to match it.
         parser.link_arguments("data.image_size", "model.generator.init_args.image_size")
@@ -129,6 +157,9 @@ def build_parser() -> argparse.ArgumentParser:
     inspect.add_argument("--out", default=".", help="folder for the PNGs (default: .)")
     inspect.add_argument("--registry", default=None,
                          help="local artifact registry (default: $LIPMEM_REGISTRY or ./artifacts)")
+    from lightning_modules.sweep_runner import add_sweep_arguments
+
+    add_sweep_arguments(commands.add_parser("sweep", help="run W&B sweep files offline"))
     return parser
 
 
@@ -140,6 +171,10 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if argv[:2] == ["bank", "build"]:
         return run_bank_build(argv[2:])
+    if argv[:1] == ["sweep"]:  # its own parser: trial args after `--` (see run_sweep)
+        from lightning_modules.sweep_runner import run_sweep
+
+        return run_sweep(argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:

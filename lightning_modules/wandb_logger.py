@@ -44,7 +44,10 @@ class LipmemWandbLogger(WandbLogger):
     def __init__(self, save_dir: str | None = None, project: str = "lipmem",
                  name: str | None = None, mode: str = "auto", group: str | None = None,
                  tags: list[str] | None = None, id: str | None = None,
+                 resume: str | None = None, job_type: str | None = None,
                  log_model: bool = False, **kwargs: Any) -> None:
+        """id: continue that W&B run (`lipmem fit --ckpt_path` fills it from the checkpoint);
+        resume: wandb.init's resume, default 'allow' when an id is given."""
         self.mode = resolve_mode(mode)
         if save_dir is None:
             raise ValueError("LipmemWandbLogger needs save_dir (the CLI fills it with "
@@ -59,5 +62,11 @@ class LipmemWandbLogger(WandbLogger):
             os.environ[var] = str(path)
         # Lightning refuses offline=True with log_model; WANDB_MODE=offline does the same job.
         os.environ["WANDB_MODE"] = self.mode
+        if id and resume is None:
+            resume = "allow"
+        if resume is not None:
+            kwargs["resume"] = resume
+        if job_type is not None:
+            kwargs["job_type"] = job_type
         super().__init__(name=name, save_dir=str(root), project=project, group=group, tags=tags,
                          id=id, log_model=log_model, offline=False, **kwargs)

@@ -1,5 +1,6 @@
 """Trainer callbacks (training-side glue; no model code here)."""
 
+from lightning_modules.callbacks.model_artifact import ModelArtifact
 from lightning_modules.callbacks.run_checkpoint import RunCheckpoint
 
-__all__ = ["RunCheckpoint"]
+__all__ = ["ModelArtifact", "RunCheckpoint"]

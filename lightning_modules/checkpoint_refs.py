@@ -1,0 +1,59 @@
+"""`--ckpt_path` takes a reference, and a resumed fit continues its W&B run.
+
+Lightning's own values (`last`, `best`, `hpc`, `registry`) and existing files pass through
+unchanged; anything else is resolved like every lipmem artifact (`model-RUN:best`,
+`model-RUN:v3`, `wandb:entity/project/model-RUN:latest`), sha256-checked, and replaced by
+the checkpoint file inside the artifact.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+LIGHTNING_CKPT_VALUES = ("last", "best", "hpc", "registry")
+
+
+def resolve_ckpt_path(ckpt_path: str | None, registry: str | None = None) -> str | None:
+    if not ckpt_path or ckpt_path in LIGHTNING_CKPT_VALUES or Path(ckpt_path).is_file():
+        return ckpt_path
+    from lightning_modules.callbacks.model_artifact import CKPT_FILE, MODEL_TYPE
+    from memory_bank.references import resolve_reference
+    from memory_bank.registry import ArtifactVersion, LocalRegistry
+
+    target = resolve_reference(ckpt_path, registry=LocalRegistry(registry) if registry else None,
+                               expected_type=MODEL_TYPE)
+    if isinstance(target, ArtifactVersion):
+        return str(target.file(CKPT_FILE))
+    if target.is_dir():
+        raise ValueError(f"--ckpt_path {ckpt_path!r} is a folder without artifact.json; pass a "
+                         ".ckpt file or a model reference such as model-RUN:best")
+    return str(target)
+
+
+def local_ckpt_file(ckpt_path: str | None, default_root_dir: str | None) -> Path | None:
+    """The file `ckpt_path` will load, where that can be known before the Trainer exists
+    (`last` = RunCheckpoint's `{default_root_dir}/checkpoints/last.ckpt`)."""
+    if not ckpt_path:
+        return None
+    if ckpt_path == "last":
+        path = Path(default_root_dir or ".") / "checkpoints" / "last.ckpt"
+        return path if path.is_file() else None
+    path = Path(ckpt_path)
+    return path if path.is_file() else None
+
+
+def wandb_run_id(ckpt_file: Path) -> str | None:
+    """The W&B run id ModelArtifact stored in the checkpoint (loaded without running code)."""
+    import torch
+
+    from lightning_modules.callbacks.model_artifact import CKPT_KEY
+
+    try:
+        checkpoint: dict[str, Any] = torch.load(ckpt_file, map_location="cpu", weights_only=True,
+                                                mmap=True)
+    except Exception as exc:
+        raise ValueError(f"checkpoint {ckpt_file} cannot be read safely "
+                         f"(torch.load weights_only=True: {type(exc).__name__}: {exc})") from exc
+    info = checkpoint.get(CKPT_KEY) or {}
+    return info.get("wandb_run_id")
