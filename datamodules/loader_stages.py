@@ -218,12 +218,15 @@ class ShardSource(IterableDataset):
             pass_index += 1
             # Samples of this pass have been decoded by the time the next url is requested
             # (except perhaps the last one of a truncated tar): count passes with none usable.
+            # Also after earlier good passes: shards deleted or corrupted under a running job
+            # would otherwise be retried (and warned about) forever.
             empty_passes = empty_passes + 1 if state.ok_clips == seen else 0
-            if empty_passes >= MAX_EMPTY_PASSES and state.ok_clips == 0:
+            if empty_passes >= MAX_EMPTY_PASSES:
                 raise RuntimeError(
                     f"[{state.name}] rank {state.rank} worker {worker}: {MAX_EMPTY_PASSES} full "
                     f"passes over shards {mine} gave no usable clip ({state.skipped_total} "
-                    f"skipped, see the SkippedSampleWarning messages); refusing to loop forever")
+                    f"skipped, {state.ok_clips} usable before; see the SkippedSampleWarning "
+                    "messages); refusing to loop forever")
 
 
 # ---------------------------------------------------------------------- samples -> windows

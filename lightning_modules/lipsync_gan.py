@@ -14,6 +14,7 @@ from torchmetrics import MeanMetric
 from torchmetrics.image import PeakSignalNoiseRatio, StructuralSimilarityIndexMeasure
 
 from datamodules.face_layout import mouth_box
+from lightning_modules.code_usage import CodeUsage, entropy
 from lightning_modules.losses import LipSyncLoss
 from lightning_modules.memory_config import MemoryConfig
 from lightning_modules.nets import LipSyncGenerator, copy_matching
@@ -96,6 +97,7 @@ class LipSyncGAN(L.LightningModule):
             setattr(self, f"{stage}_l1_masked", MeanMetric())
             setattr(self, f"{stage}_psnr", PeakSignalNoiseRatio(data_range=1.0))
             setattr(self, f"{stage}_ssim", StructuralSimilarityIndexMeasure(data_range=1.0))
+            setattr(self, f"{stage}_code_usage", CodeUsage(generator.num_codes))
 
     # ------------------------------------------------------------------ setup
     def setup(self, stage: str) -> None:
@@ -186,6 +188,13 @@ class LipSyncGAN(L.LightningModule):
                        f"{time.perf_counter() - started:.1f} s); this is not the method's "
                        "memory bank: build one with `lipmem bank build`")
 
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # the codes travel as a buffer; where they came from travels beside them
+        checkpoint["memory_info"] = dict(self.memory_info)
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self.memory_info = dict(checkpoint.get("memory_info") or {})
+
     def on_fit_start(self) -> None:
         self._ensure_memory(fitting=True)
 
@@ -250,6 +259,8 @@ class LipSyncGAN(L.LightningModule):
         logs.update({
             "train/grad_norm_g": g_norm,
             "train/grad_norm_d": d_norm,
+            "train/lr_g": float(opt_g.param_groups[0]["lr"]),
+            "train/lr_d": float(opt_d.param_groups[0]["lr"]),
             "memory/weight_entropy": -(weights * weights.clamp_min(1e-12).log()).sum(1).mean(),
             "memory/usage_entropy": -(usage * usage.clamp_min(1e-12).log()).sum(),
             "memory/max_weight": weights.max(dim=1).values.mean(),
@@ -280,7 +291,9 @@ class LipSyncGAN(L.LightningModule):
     # ------------------------------------------------------------------ evaluation
     def _evaluate(self, batch: dict[str, Any], stage: str) -> None:
         x = self._prepare(batch)
-        fake = self.generator(x["masked"], x["mel"], x["ref"]).image.float()
+        out = self.generator(x["masked"], x["mel"], x["ref"])
+        fake = out.image.float()
+        getattr(self, f"{stage}_code_usage").update(out.weights)
         real, mask = x["face"], x["mask"]
         err = (fake - real).abs()
         n = fake.shape[0]
@@ -318,6 +331,33 @@ class LipSyncGAN(L.LightningModule):
         if self._val_images is not None and not self.trainer.sanity_checking:
             self._write_val_grid(*self._val_images)
         self._val_images = None
+        self._log_code_usage("val")
+
+    def on_test_epoch_end(self) -> None:
+        self._log_code_usage("test")
+
+    def _log_code_usage(self, stage: str) -> None:
+        """Entropy of the (rank-synced) mean weight per code, and the per-code histogram."""
+        metric = getattr(self, f"{stage}_code_usage")
+        if not metric.update_called:
+            return
+        usage = metric.compute()
+        metric.reset()
+        self.log(f"{stage}/usage_entropy", entropy(usage), sync_dist=False)
+        self.log(f"{stage}/max_code_usage", usage.max(), sync_dist=False)
+        if not self.trainer.sanity_checking:
+            self._log_usage_histogram(stage, usage.cpu())
+
+    @rank_zero_only
+    def _log_usage_histogram(self, stage: str, usage: torch.Tensor) -> None:
+        for logger in self.loggers:
+            if hasattr(logger, "mode") and logger.mode != "disabled":
+                import wandb
+
+                bins = list(range(usage.numel() + 1))  # one bar per code index
+                logger.experiment.log({f"{stage}/code_usage": wandb.Histogram(
+                    np_histogram=(usage.tolist(), bins)),
+                    "trainer/global_step": self.trainer.global_step})
 
     @rank_zero_only
     def _write_val_grid(self, masked: torch.Tensor, fake: torch.Tensor, real: torch.Tensor) -> None:

@@ -9,6 +9,7 @@ the job's W&B run (online, or offline for a later `wandb sync`).
 from __future__ import annotations
 
 import json
+import math
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -17,7 +18,7 @@ from typing import Any
 import torch
 from lightning.pytorch.utilities import rank_zero_info
 
-from datamodules.manifest import manifest_path
+from datamodules.manifest import manifest_path, split_clips
 from datamodules.shards import sha256_file, write_json_atomic
 from memory_bank.bank import BANK_NAME, publish_bank
 from memory_bank.encoder_file import ENCODER_FILE, load_autoencoder, save_autoencoder
@@ -37,7 +38,8 @@ class BankSpec:
 
     encoder: str | None = None          # trained autoencoder REF: skip the fit
     features: str | None = None         # features .npz of an earlier build: skip encoding
-    frames: int = 20000                 # M training frames to encode, spread over all clips
+    frames: int = 20000                 # M frames to encode, spread over all clips (rounded up
+                                        # to the same count from every training clip)
     method: str = "faiss_kmeans"        # faiss_kmeans | sklearn_kmeans | meanshift
     n: list[int] = field(default_factory=lambda: [80])   # several n reuse one feature matrix
     niter: int = 25
@@ -99,6 +101,17 @@ class BankBuild:
         return {"image_size": int(self.datamodule.image_size),
                 "mask": self.datamodule.mask.describe()}
 
+    def frames_to_encode(self) -> int:
+        """`bank.frames` rounded up to the same number of frames from every training clip, so
+        the last clips in the stream are not cut short (memory_batches spreads windows evenly)."""
+        manifest = self.datamodule.manifest
+        if manifest is None or self.datamodule.shard_specs.get("train"):
+            return self.spec.frames
+        clips = split_clips(manifest, "train")
+        if clips <= 0:
+            return self.spec.frames
+        return math.ceil(self.spec.frames / clips) * clips
+
     # ---------------------------------------------------------------- stages
     def autoencoder(self) -> tuple[Any, dict[str, Any]]:
         """Stage 1: fit, or load the given one. Returns (net, {ref, sha256})."""
@@ -146,8 +159,9 @@ class BankBuild:
         started = time.perf_counter()
         device = _device(self.spec.device)
         net = net.to(device).eval()
-        batches = self.datamodule.memory_batches(self.spec.frames)
-        feats = encode_lower_faces(net.encode, batches, self.spec.frames, device, progress=True)
+        frames = self.frames_to_encode()
+        batches = self.datamodule.memory_batches(frames)
+        feats = encode_lower_faces(net.encode, batches, frames, device, progress=True)
         path = save_features(self.out / "features.npz", feats)
         clips = len(set(feats.keys.tolist()))
         self.summary["stages"]["features"] = {

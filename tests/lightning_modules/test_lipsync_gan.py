@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import lightning as L
 import pytest
 import torch
@@ -53,6 +55,8 @@ def test_fit_alternates_d_and_g_steps_and_keeps_the_memory_fixed(tiny_corpus, tm
     for key in ("val/l1", "val/l1_mouth", "val/psnr", "val/ssim"):
         assert key in t2.callback_metrics, key
     assert t2.callback_metrics["val/l1_mouth"] > 0
+    assert 0 < float(t2.callback_metrics["val/usage_entropy"]) <= math.log(8) + 1e-5
+    assert float(t2.callback_metrics["train/lr_g"]) == pytest.approx(model.g_lr)
 
 
 def test_checkpoint_carries_the_memory_codes(tiny_corpus, tmp_path):

@@ -78,4 +78,6 @@ def test_resumed_fit_continues_the_steps_and_the_wandb_run(trained, tiny_corpus,
     assert ckpt["global_step"] == 16  # continued from 8, not restarted
     run_dirs = sorted((run / "wandb").glob("offline-run-*"))
     assert len(run_dirs) == 2 and all(d.name.endswith(first_id) for d in run_dirs)
-    assert registry.resolve(name, "latest").metadata["global_step"] == 16
+    resumed = registry.resolve(name, "latest").metadata
+    assert resumed["global_step"] == 16
+    assert resumed["memory_bank"]["source"] == "bootstrap"  # provenance survives the resume
