@@ -13,8 +13,9 @@ import os
 from pathlib import Path
 from typing import Any
 
+from datamodules.atomic_files import sha256_file
 from datamodules.sample_format import FORMAT_VERSION
-from datamodules.shards import MANIFEST_NAME, sha256_file
+from datamodules.shards import MANIFEST_NAME
 
 REQUIRED_FIELDS = ("format_version", "fps", "sample_rate", "image_size", "splits", "shards")
 REQUIRED_SHARD_FIELDS = ("name", "split", "sha256", "bytes", "clips")

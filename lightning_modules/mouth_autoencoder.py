@@ -13,6 +13,7 @@ from torchmetrics import MeanMetric
 from lightning_modules.losses.perceptual import LPIPSLoss
 from lightning_modules.nets.mouth_autoencoder import MouthAutoencoderNet
 from lightning_modules.visualize import image_grid, save_png
+from memory_bank.features import lower_face_images
 
 INPUTS = ("lower_face", "full_face")
 
@@ -50,15 +51,11 @@ class MouthAutoencoder(L.LightningModule):
 
     def images(self, batch: dict[str, Any]) -> torch.Tensor:
         """The autoencoder's input and target: (N, 3, S, S) floats in [0, 1]."""
+        if self.input == "lower_face":
+            return lower_face_images(batch, self.device)  # exactly what the bank encodes
         face = batch["face"]
         face = face.flatten(0, 1) if face.dim() == 5 else face
-        face = face.to(self.device).float() / 255.0
-        if self.input == "full_face":
-            return face
-        mask = batch["mask"].to(self.device, face.dtype)
-        if mask.shape[0] != face.shape[0]:
-            mask = mask.repeat_interleave(face.shape[0] // mask.shape[0], dim=0)
-        return face * mask
+        return face.to(self.device).float() / 255.0
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
         target = self.images(batch)

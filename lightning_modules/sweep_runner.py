@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from datamodules.atomic_files import write_json_atomic
 from lightning_modules.sweeps.command import build_command, resolve_executable
 from lightning_modules.sweeps.sampling import plan_trials
 from lightning_modules.sweeps.spec import SweepConfigError, SweepSpec, load_sweep
@@ -31,7 +32,6 @@ from lightning_modules.sweeps.state import (
     finite_or_none,
     load_state,
     sweep_id_for,
-    write_json_atomic,
 )
 from lightning_modules.sweeps.wandb_runs import WandbRun, find_runs, read_run, summary_value
 
@@ -192,7 +192,7 @@ def run(args: argparse.Namespace, extra: list[str]) -> int:
         result = run_trial(argv, root, spec.metric_name)
         state["trials"][name] = {"index": index, "name": name, "params": params,
                                  "command": argv, "run_dir": str(root), **result}
-        write_json_atomic(state_path, state)
+        write_json_atomic(state_path, state, allow_nan=False)
         status = "ok" if result["exit_code"] == 0 else f"FAILED (exit {result['exit_code']})"
         metric = f", {spec.metric_name}={result['metric']}" if spec.metric_name else ""
         note = f" ({result['note']})" if result["note"] else ""

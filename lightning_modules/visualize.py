@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image
 from torchvision.utils import make_grid
+
+from datamodules.atomic_files import atomic_path
 
 
 def sample_grid(masked: torch.Tensor, generated: torch.Tensor, target: torch.Tensor,
@@ -30,13 +31,6 @@ def image_grid(images: torch.Tensor, columns: int, padding: int = 2) -> np.ndarr
 def save_png(path: str | os.PathLike, image: np.ndarray) -> Path:
     """Write atomically so a viewer never opens half a file."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".png", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_path(path, suffix=".png") as tmp:
         Image.fromarray(image).save(tmp, format="PNG")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     return path

@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from datamodules.shards import sha256_file
+from datamodules.atomic_files import sha256_file
 from memory_bank.codes_file import load_codes, save_codes
 from memory_bank.references import resolve_reference
 from memory_bank.registry import ArtifactVersion, LocalRegistry

@@ -18,8 +18,8 @@ from typing import Any
 import torch
 from lightning.pytorch.utilities import rank_zero_info
 
+from datamodules.atomic_files import sha256_file, write_json_atomic
 from datamodules.manifest import manifest_path, split_clips
-from datamodules.shards import sha256_file, write_json_atomic
 from memory_bank.bank import BANK_NAME, publish_bank
 from memory_bank.encoder_file import ENCODER_FILE, load_autoencoder, save_autoencoder
 from memory_bank.features import Features, encode_lower_faces, load_features, save_features

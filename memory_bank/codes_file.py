@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -12,22 +11,17 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
+from datamodules.atomic_files import atomic_path
+
 CODES_KEY = "codes"
 
 
 def save_codes(path: str | os.PathLike, codes: torch.Tensor, meta: dict[str, Any]) -> Path:
     """Write (n, d) codes with JSON metadata atomically (temp file, then rename)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        save_file({CODES_KEY: codes.detach().float().contiguous().cpu()}, tmp,
+    with atomic_path(path) as tmp:
+        save_file({CODES_KEY: codes.detach().float().contiguous().cpu()}, str(tmp),
                   metadata={"lipmem": json.dumps(meta)})
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     return path
 
 

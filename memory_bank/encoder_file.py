@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from safetensors import safe_open
 from safetensors.torch import save_file
 
+from datamodules.atomic_files import atomic_path
 from lightning_modules.nets.mouth_autoencoder import MouthAutoencoderNet
 
 ENCODER_FILE = "autoencoder.safetensors"
@@ -23,17 +23,10 @@ ENCODER_FILE = "autoencoder.safetensors"
 def save_autoencoder(path: str | os.PathLike, net: MouthAutoencoderNet,
                      meta: dict[str, Any]) -> Path:
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.detach().float().contiguous().cpu() if v.is_floating_point()
                else v.detach().contiguous().cpu() for k, v in net.state_dict().items()}
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        save_file(tensors, tmp, metadata={"lipmem": json.dumps({**meta, "net": net.config})})
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp:
+        save_file(tensors, str(tmp), metadata={"lipmem": json.dumps({**meta, "net": net.config})})
     return path
 
 

@@ -8,7 +8,6 @@ first M frames. Batches stream from the shards; only the (M, d) feature matrix i
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +16,8 @@ from typing import Any
 import numpy as np
 import torch
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from datamodules.atomic_files import atomic_path
 
 
 @dataclass
@@ -87,15 +88,8 @@ def encode_lower_faces(encode: Callable[[torch.Tensor], torch.Tensor],
 def save_features(path: str | os.PathLike, feats: Features) -> Path:
     """npz written to a temp name and renamed: a killed job never leaves a half file."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".npz", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_path(path, suffix=".npz") as tmp:  # np.savez appends .npz to other names
         np.savez(tmp, features=feats.features, keys=feats.keys, frames=feats.frames)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     return path
 
 

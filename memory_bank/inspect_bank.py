@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from datamodules.atomic_files import atomic_path
 from memory_bank.bank import LoadedBank, load_bank, load_bank_encoder
 from memory_bank.registry import LocalRegistry
 
@@ -37,11 +38,11 @@ def _save(fig: Any, path: Path) -> Path:
     """matplotlib into a temp name, then rename: a viewer never opens half a file."""
     import matplotlib.pyplot as plt
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=100)
-    plt.close(fig)
-    tmp.replace(path)
+    try:
+        with atomic_path(path, suffix=".png") as tmp:
+            fig.savefig(tmp, dpi=100)
+    finally:
+        plt.close(fig)
     return path
 
 

@@ -30,6 +30,8 @@ from datetime import datetime, timezone
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from datamodules.atomic_files import sha256_file, write_json_atomic
+
 ARTIFACT_JSON = "artifact.json"
 ALIASES_JSON = "aliases.json"
 LOCK_FILE = ".lock"
@@ -98,34 +100,6 @@ def parse_version(alias: str) -> int | None:
     return int(match.group(1)) if match else None
 
 
-def sha256_of(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def write_json_atomic(path: str | os.PathLike, payload: Any) -> None:
-    """Temp file, fsync, rename: readers see the old file or the new one, never a part.
-
-    (datamodules.shards has the same helper but importing it pulls in webdataset and torch.)
-    """
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump(payload, fh, indent=2)
-            fh.write("\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def artifact_payload(name: str, version: int, type: str, files: Mapping[str, Mapping[str, Any]],
                      metadata: Mapping[str, Any], **extra: Any) -> dict[str, Any]:
     """The content of artifact.json (`files`: name -> {sha256, size})."""
@@ -166,7 +140,7 @@ def verify_files(version: ArtifactVersion) -> None:
         if not path.is_file():
             raise ArtifactIntegrityError(f"artifact {version.ref} ({version.path}): file {name!r} "
                                          f"listed in {ARTIFACT_JSON} is missing")
-        actual = sha256_of(path)
+        actual = sha256_file(path)
         if actual != expected:
             raise ArtifactIntegrityError(f"artifact {version.ref}: file {path} has changed since "
                                          f"it was published: sha256 expected {expected}, actual "

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from datamodules.atomic_files import sha256_file, write_json_atomic
 from memory_bank.registry import (
     ARTIFACT_JSON,
     ArtifactIntegrityError,
@@ -25,8 +26,6 @@ from memory_bank.registry import (
     artifact_payload,
     parse_version,
     read_version,
-    sha256_of,
-    write_json_atomic,
 )
 
 if TYPE_CHECKING:
@@ -134,7 +133,7 @@ class WandbBackend:
             if ARTIFACT_JSON in names:
                 raise ArtifactIntegrityError(f"W&B artifact {ref.raw!r} holds a file named "
                                              f"{ARTIFACT_JSON}, which lipmem reserves")
-            return {n: {"sha256": sha256_of(root / n), "size": (root / n).stat().st_size}
+            return {n: {"sha256": sha256_file(root / n), "size": (root / n).stat().st_size}
                     for n in names}
         files = {}
         for name, digest in expected.items():
@@ -142,7 +141,7 @@ class WandbBackend:
             if not path.is_file():
                 raise ArtifactIntegrityError(f"W&B artifact {ref.raw!r}: file {name!r} listed in "
                                              "its files_sha256 metadata was not downloaded")
-            actual = sha256_of(path)
+            actual = sha256_file(path)
             if actual != digest:
                 raise ArtifactIntegrityError(f"W&B artifact {ref.raw!r}: downloaded file {name!r} "
                                              f"sha256 expected {digest}, actual {actual}")
@@ -177,10 +176,10 @@ def _describe_input(ref: str, target: ArtifactVersion | Path) -> dict[str, Any]:
         return entry
     path = Path(target)
     if path.is_dir():
-        digests = {p.relative_to(path).as_posix(): sha256_of(p)
+        digests = {p.relative_to(path).as_posix(): sha256_file(p)
                    for p in sorted(path.rglob("*")) if p.is_file()}
     else:
-        digests = {path.name: sha256_of(path)}
+        digests = {path.name: sha256_file(path)}
     return {"ref": ref, "resolved": str(path.absolute()), "sha256": digests}
 
 

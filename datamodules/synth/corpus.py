@@ -19,14 +19,9 @@ from typing import Any
 
 import numpy as np
 
+from datamodules.atomic_files import write_json_atomic
 from datamodules.sample_format import encode_sample
-from datamodules.shards import (
-    MANIFEST_NAME,
-    ShardInfo,
-    build_manifest,
-    write_json_atomic,
-    write_shard,
-)
+from datamodules.shards import MANIFEST_NAME, ShardInfo, build_manifest, write_shard
 from datamodules.synth.faces import FaceRenderer, head_motion, sample_appearance
 from datamodules.synth.mouth_track import articulation, frame_track
 from datamodules.synth.phones import sample_phones

@@ -16,8 +16,9 @@ from typing import Any
 import numpy as np
 import webdataset as wds
 
+from datamodules.atomic_files import write_json_atomic
 from datamodules.sample_format import decode_sample, encode_sample
-from datamodules.shards import MANIFEST_NAME, build_manifest, write_json_atomic, write_shard
+from datamodules.shards import MANIFEST_NAME, build_manifest, write_shard
 
 FPS = 25
 SR = 16000
