@@ -1,0 +1,6 @@
+"""Real talking-head videos -> lipmem clip shards (`lipmem data prep`).
+
+media (PyAV decoding to constant fps / 16 kHz mono) -> face_detect (pluggable detector) ->
+tracking (one steady square box per frame) -> clips (cut at lost faces) -> job (one video,
+in a worker) -> build (resumable orchestration, shards, manifest, report) -> cli.
+"""

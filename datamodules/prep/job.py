@@ -1,0 +1,277 @@
+"""One video -> its clip samples (in a staging tar) or a skip reason; runs in a worker.
+
+Two decoding passes keep memory flat whatever the video's length and resolution: the first
+runs the detector on every constant-rate frame (only boxes are kept), the second crops the
+frames that fall inside planned clips. A video is finished when its record
+(``.prep/done/STEM.json``) exists; the record is written after the staging tar, both
+atomically, so an interrupted run redoes at most the videos that were in flight.
+
+Skip reasons (the prep report counts them): ``undecodable`` (FFmpeg cannot open or decode
+it, or no video stream), ``no_audio`` (no audio stream, or it decodes to nothing),
+``no_face`` (the detector never fires), ``too_short`` (no face run with audio as long as
+``min_clip_seconds``), ``error`` (anything unexpected: not recorded, so a rerun retries).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from datamodules.atomic_files import atomic_path, sha256_file, write_json_atomic
+from datamodules.prep.clips import plan_clips
+from datamodules.prep.face_detect import FaceDetector, load_detector
+from datamodules.prep.media import MediaError, StreamInfo, decode_audio, iter_frames
+from datamodules.prep.sources import VideoTask
+from datamodules.prep.tracking import (
+    NoFaceError,
+    TrackConfig,
+    crop_and_resize,
+    track_from_detections,
+)
+from datamodules.sample_format import encode_sample
+
+SKIP_REASONS = ("undecodable", "no_audio", "no_face", "too_short", "error")
+STAGING = ".prep"
+SOURCE = "prep"
+
+
+@dataclass
+class PrepConfig:
+    """Everything ``lipmem data prep`` does. Fields in :meth:`fingerprint` decide the clip
+    bytes; changing one of them invalidates finished videos (see ``--overwrite``)."""
+
+    videos_dir: str
+    out_dir: str
+    image_size: int = 96
+    fps: int = 25
+    sample_rate: int = 16000
+    clip_seconds: float = 5.0
+    min_clip_seconds: float = 1.0
+    speaker_from: str = "parent"
+    speaker_sep: str = "_"
+    split: tuple[float, float, float] = (0.8, 0.1, 0.1)
+    seed: int = 0
+    detector: str | None = None
+    detector_args: dict[str, Any] = field(default_factory=dict)
+    margin: float = TrackConfig.margin
+    shift_y: float = TrackConfig.shift_y
+    max_gap: int = TrackConfig.max_gap
+    smooth: float = TrackConfig.smooth
+    clips_per_shard: int = 64
+    workers: int = 2
+
+    @property
+    def clip_frames(self) -> int:
+        return round(self.clip_seconds * self.fps)
+
+    @property
+    def min_frames(self) -> int:
+        return max(1, round(self.min_clip_seconds * self.fps))
+
+    @property
+    def track(self) -> TrackConfig:
+        return TrackConfig(max_gap=self.max_gap, smooth=self.smooth, margin=self.margin,
+                           shift_y=self.shift_y)
+
+    def fingerprint(self) -> dict[str, Any]:
+        """The settings that decide a video's clips (not splits or shard packing)."""
+        keys = ("image_size", "fps", "sample_rate", "clip_seconds", "min_clip_seconds",
+                "speaker_from", "speaker_sep", "detector", "detector_args", "margin", "shift_y",
+                "max_gap", "smooth")
+        return {k: getattr(self, k) for k in keys} | {"version": 1}
+
+    def problems(self) -> list[tuple[str, str]]:
+        """(field, message) per invalid setting."""
+        out: list[tuple[str, str]] = []
+        if self.image_size % 2 or not 16 <= self.image_size <= 1024:
+            out.append(("image_size", f"must be even and in 16..1024, got {self.image_size}"))
+        if self.fps < 1:
+            out.append(("fps", f"must be >= 1, got {self.fps}"))
+        elif self.sample_rate % self.fps:
+            out.append(("sample_rate", (f"must be a multiple of fps ({self.fps}) so frames "
+                                       f"align with whole samples, got {self.sample_rate}")))
+        if not 0 < self.min_clip_seconds <= self.clip_seconds:
+            out.append(("min_clip_seconds", (f"must be in (0, clip_seconds={self.clip_seconds}]"
+                                            f", got {self.min_clip_seconds}")))
+        if len(self.split) != 3 or any(f < 0 for f in self.split) or self.split[0] <= 0 \
+                or not math.isclose(sum(self.split), 1.0, abs_tol=1e-6):
+            out.append(("split", (f"must be three fractions train val test >= 0 summing to 1 "
+                                 f"with train > 0, got {list(self.split)}")))
+        if self.clips_per_shard < 1:
+            out.append(("clips_per_shard", f"must be >= 1, got {self.clips_per_shard}"))
+        if self.workers < 0:
+            out.append(("workers", f"must be >= 0, got {self.workers}"))
+        out += self.track.problems()
+        return out
+
+
+def staging_dir(out_dir: str | os.PathLike) -> Path:
+    return Path(out_dir) / STAGING
+
+
+def record_path(out_dir: str | os.PathLike, task: VideoTask) -> Path:
+    return staging_dir(out_dir) / "done" / f"{task.stem}.json"
+
+
+def clips_path(out_dir: str | os.PathLike, task: VideoTask) -> Path:
+    return staging_dir(out_dir) / "clips" / f"{task.stem}.tar"
+
+
+_DETECTORS: dict[str, FaceDetector] = {}
+
+
+def _detector(cfg: PrepConfig) -> FaceDetector:
+    """One detector per worker process, built on first use (need not be picklable)."""
+    key = json.dumps([cfg.detector, cfg.detector_args], sort_keys=True)
+    if key not in _DETECTORS:
+        _DETECTORS[key] = load_detector(cfg.detector, cfg.detector_args)
+    return _DETECTORS[key]
+
+
+def worker_init() -> None:
+    """One OpenCV thread per worker process: the pool already uses the cores."""
+    import cv2
+
+    cv2.setNumThreads(1)
+
+
+def _base_record(task: VideoTask) -> dict[str, Any]:
+    return {"video": task.relpath, "size": task.size, "mtime_ns": task.mtime_ns,
+            "speaker": task.speaker, "name": task.name}
+
+
+def _notes(info: StreamInfo, audio_rate: int, audio_channels: int, cfg: PrepConfig,
+           filled: int, lost: int) -> list[str]:
+    notes = []
+    if info.vfr:
+        notes.append("vfr_resampled")
+    elif info.source_fps and abs(info.source_fps - cfg.fps) > 0.005 * cfg.fps:
+        notes.append("fps_converted")
+    if info.rotation:
+        notes.append("rotation_applied")
+    if audio_rate != cfg.sample_rate:
+        notes.append("audio_resampled")
+    if audio_channels > 1:
+        notes.append("audio_downmixed")
+    if filled:
+        notes.append("face_gaps_filled")
+    if lost:
+        notes.append("face_lost_frames_dropped")
+    return notes
+
+
+def process_video(task: VideoTask, cfg: PrepConfig) -> dict[str, Any]:
+    """Prepare one video; returns its record (also written to ``.prep/done/`` unless the
+    status is ``error``)."""
+    record = _base_record(task)
+    try:
+        record.update(_prepare(task, cfg))
+    except MediaError as exc:
+        record.update(status="skipped", reason=exc.reason, detail=exc.detail)
+    except NoFaceError as exc:
+        record.update(status="skipped", reason="no_face", detail=str(exc).split(": ", 1)[-1])
+    except Exception as exc:  # noqa: BLE001 - a bug or exotic file: report, retry next run
+        record.update(status="skipped", reason="error",
+                      detail=f"{type(exc).__name__}: {exc}",
+                      traceback=traceback.format_exc(limit=5))
+        return record
+    write_json_atomic(record_path(cfg.out_dir, task), record)
+    return record
+
+
+def _prepare(task: VideoTask, cfg: PrepConfig) -> dict[str, Any]:
+    audio = decode_audio(task.path, cfg.sample_rate)  # first: the cheap refusals
+    detector = _detector(cfg)
+    info = StreamInfo()
+    detections = [detector.detect(frame) for frame in iter_frames(task.path, cfg.fps, info=info)]
+    num = info.output_frames
+    # frames whose whole audio span exists
+    first = max(0, math.ceil((audio.start_time - info.start_time) * cfg.fps - 1e-6))
+    last = min(num, math.floor((audio.end_time - info.start_time) * cfg.fps + 1e-6))
+    seconds = num / cfg.fps
+    if last - first < cfg.min_frames:
+        raise MediaError(task.path, "too_short",
+                         f"{max(0, last - first) / cfg.fps:.2f} s of video with audio "
+                         f"({seconds:.2f} s video), minimum clip {cfg.min_clip_seconds} s")
+    track = track_from_detections(detections, cfg.track, source=task.path)
+    spans = plan_clips(track.found, (first, last), cfg.clip_frames, cfg.min_frames)
+    if not spans:
+        runs = [b - a for a, b in track.runs()]
+        raise MediaError(task.path, "too_short",
+                         f"no face run of {cfg.min_clip_seconds} s with audio (longest "
+                         f"{max(runs, default=0) / cfg.fps:.2f} s; face in "
+                         f"{int(track.found.sum())}/{num} frames)")
+    samples_per_frame = cfg.sample_rate // cfg.fps
+    keys: list[str] = []
+    path = clips_path(cfg.out_dir, task)
+    import webdataset as wds
+
+    with atomic_path(path) as tmp:
+        with wds.TarWriter(str(tmp), mtime=0) as sink:
+            span_iter = iter(spans)
+            span = next(span_iter)
+            crops: list[np.ndarray] = []
+            for i, frame in enumerate(iter_frames(task.path, cfg.fps)):
+                if span is None:
+                    break
+                if span.start <= i < span.stop:
+                    crops.append(crop_and_resize(frame, track.boxes[i], cfg.image_size))
+                if i + 1 == span.stop:
+                    clip = f"{task.name}-{span.index:03d}"
+                    start = info.start_time + span.start / cfg.fps
+                    sound = audio.span(start, span.num_frames * samples_per_frame)
+                    key = f"{task.speaker}_{clip}"
+                    sink.write(encode_sample(
+                        key, np.stack(crops), sound, fps=cfg.fps, sample_rate=cfg.sample_rate,
+                        speaker=task.speaker, clip=clip, source=task.relpath,
+                        extra_meta={"start_frame": span.start,
+                                    "start_seconds": round(span.start / cfg.fps, 4),
+                                    "detector": cfg.detector or "haar",
+                                    "detected_fraction": round(float(
+                                        track.detected[span.start:span.stop].mean()), 4)}))
+                    keys.append(key)
+                    crops = []
+                    span = next(span_iter, None)
+        if len(keys) != len(spans):
+            raise RuntimeError(f"{task.path}: second decoding pass gave fewer frames than the "
+                               f"first ({len(keys)} of {len(spans)} clips)")
+        digest = sha256_file(tmp)
+    in_range = np.zeros(num, dtype=bool)
+    in_range[first:last] = True
+    kept = sum(s.num_frames for s in spans)
+    filled = int((track.found & ~track.detected).sum())
+    lost = int((in_range & ~track.found).sum())
+    return {"status": "kept", "clips": keys, "frames": kept,
+            "clips_sha256": digest, "seconds": round(seconds, 3),
+            "source_fps": round(info.source_fps, 3), "vfr": info.vfr,
+            "audio_rate": audio.source_rate, "audio_channels": audio.source_channels,
+            "notes": _notes(info, audio.source_rate, audio.source_channels, cfg, filled, lost)}
+
+
+def config_digest(cfg: PrepConfig) -> str:
+    return hashlib.sha256(json.dumps(cfg.fingerprint(), sort_keys=True).encode()).hexdigest()
+
+
+def config_record(cfg: PrepConfig) -> dict[str, Any]:
+    return {"fingerprint": cfg.fingerprint(), "digest": config_digest(cfg)}
+
+
+__all__ = [
+    "SKIP_REASONS",
+    "PrepConfig",
+    "clips_path",
+    "config_digest",
+    "config_record",
+    "process_video",
+    "record_path",
+    "staging_dir",
+    "worker_init",
+]
