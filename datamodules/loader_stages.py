@@ -9,7 +9,11 @@ Everything that varies per process lives in one :class:`StreamState` shared by t
 one pipeline: the seed, the epoch and the DDP rank/world size (written by the loader in the
 main process right before the DataLoader starts its workers, so forked or spawned workers
 see them as plain ints and never have to ask torch.distributed), plus per-worker counters
-of skipped and decoded clips. Every stage is a picklable object (no closures), so the
+of skipped, repaired and decoded clips. Skips and repairs are counted by category
+(:mod:`datamodules.data_issues`); counters in worker processes reach the training step only
+through the batches, so :class:`Collate` puts the counts since the worker's previous batch
+into each batch (``skipped``: total, ``issues``: int64 vector in ``data_issues.ISSUES``
+order). Every stage is a picklable object (no closures), so the
 pipeline also works with the ``spawn`` start method.
 """
 
@@ -18,8 +22,10 @@ from __future__ import annotations
 import logging
 import os
 import random
+import tarfile
 import warnings
 import zlib
+from collections import Counter
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -28,6 +34,7 @@ import torch
 import webdataset as wds
 from torch.utils.data import IterableDataset, get_worker_info
 
+from datamodules.data_issues import check_reason, issue_vector
 from datamodules.sample_format import SampleError, decode_sample
 from datamodules.windows import WindowCutter
 
@@ -40,6 +47,10 @@ MAX_EMPTY_PASSES = 2
 
 class SkippedSampleWarning(UserWarning):
     """A sample (or part of a shard) was unusable and skipped; the stream goes on."""
+
+
+class RepairedSampleWarning(UserWarning):
+    """A sample was repaired (resampled, resized, ...) and used; once per kind and worker."""
 
 
 # ---------------------------------------------------------------------- rank / world size
@@ -104,6 +115,8 @@ class StreamState:
         self.world_size = 1
         self.skipped = 0        # since the last batch; reset by Collate
         self.skipped_total = 0
+        self.issues: Counter[str] = Counter()        # by category, since the last batch
+        self.issues_total: Counter[str] = Counter()  # by category, this worker's whole stream
         self.ok_clips = 0
         self.current_url: str | None = None  # the shard being read (set by ShardSource)
         self._errored_url: str | None = None
@@ -114,11 +127,28 @@ class StreamState:
         return np.random.default_rng(
             [self.seed, self.epoch, self.rank, worker, zlib.crc32(tag.encode())])
 
-    def skip(self, key: str, reason: str) -> None:
+    def skip(self, key: str, reason: str, category: str = "other") -> None:
+        """Count a skipped sample under ``category`` (data_issues.SKIP_REASONS) and warn."""
+        check_reason(category, "skip")
         self.skipped += 1
         self.skipped_total += 1
-        warnings.warn(f"[{self.name}] skipping sample {key!r}: {reason}", SkippedSampleWarning,
-                      stacklevel=2)
+        self.issues[category] += 1
+        self.issues_total[category] += 1
+        warnings.warn(f"[{self.name}] skipping sample {key!r} ({category}): {reason}",
+                      SkippedSampleWarning, stacklevel=2)
+
+    def repair(self, key: str, category: str) -> None:
+        """Count a repaired (and used) sample; warn on the first of each kind, log the rest."""
+        check_reason(category, "repair")
+        first = self.issues_total[category] == 0
+        self.issues[category] += 1
+        self.issues_total[category] += 1
+        if first:
+            warnings.warn(f"[{self.name}] repaired sample {key!r} ({category}); further "
+                          f"{category} repairs are counted in data/repaired/{category} and "
+                          "logged at DEBUG level", RepairedSampleWarning, stacklevel=2)
+        else:
+            log.debug("[%s] repaired sample %r (%s)", self.name, key, category)
 
     def tar_error(self, exn: BaseException) -> bool:
         """webdataset handler for unreadable shards / tar members: warn, count, continue.
@@ -133,7 +163,9 @@ class StreamState:
             log.debug("[%s] further error in shard %s: %s", self.name, url, reason)
             return True
         self._errored_url = url
-        self.skip(f"<tar data in {url}>", reason)
+        broken_tar = isinstance(exn, (tarfile.TarError, EOFError)) or "tar" in reason.lower() \
+            or "unexpected end" in reason.lower()
+        self.skip(f"<tar data in {url}>", reason, "truncated_tar" if broken_tar else "other")
         return True
 
     def start_shard(self, url: str) -> None:
@@ -143,6 +175,11 @@ class StreamState:
     def take_skipped(self) -> int:
         count, self.skipped = self.skipped, 0
         return count
+
+    def take_issues(self) -> torch.Tensor:
+        """Counts by category since the previous call, as a data_issues vector; resets them."""
+        vector, self.issues = issue_vector(self.issues), Counter()
+        return vector
 
 
 # ---------------------------------------------------------------------- shard assignment
@@ -246,14 +283,16 @@ class ClipsToWindows:
         for sample in src:
             key = str(sample.get("__key__", "<no key>"))
             try:
-                clip = decode_sample(sample)
-                windows = self.cutter.cut(clip, self.windows_per_clip, rng)
+                clip = self.cutter.prepare(decode_sample(sample))
+                windows = self.cutter.cut(clip, self.windows_per_clip, rng, check=False)
             except SampleError as exc:
-                self.state.skip(exc.key, exc.reason)
+                self.state.skip(exc.key, exc.reason, exc.category)
                 continue
             except Exception as exc:  # noqa: BLE001 - the stream must not die on one sample
-                self.state.skip(key, f"{type(exc).__name__}: {exc}")
+                self.state.skip(key, f"{type(exc).__name__}: {exc}", "other")
                 continue
+            for repair in clip.repairs:
+                self.state.repair(clip.key, repair)
             self.state.ok_clips += 1
             yield from windows
 
@@ -291,9 +330,13 @@ class Collate:
         }
         if self.use_reference:
             batch["ref"] = torch.from_numpy(np.stack([s["ref"] for s in samples]))
+        if all("mel_off" in s for s in samples):  # sync-expert negatives (off_sync_min_shift)
+            batch["mel_off"] = torch.from_numpy(
+                np.stack([s["mel_off"] for s in samples]).astype(np.float32))
         if all(s.get("mouth") is not None for s in samples):
             batch["mouth"] = torch.from_numpy(np.stack([s["mouth"] for s in samples]))
         batch["skipped"] = torch.tensor(self.state.take_skipped(), dtype=torch.int64)
+        batch["issues"] = self.state.take_issues()  # per category, see data_issues.ISSUES
         return batch
 
 

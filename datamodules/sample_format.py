@@ -30,6 +30,9 @@ from typing import Any
 
 import av
 import numpy as np
+import scipy.io.wavfile
+
+from datamodules.data_issues import check_reason
 
 FORMAT_VERSION = 1
 VIDEO_KEY = "mp4"
@@ -40,12 +43,14 @@ REQUIRED_KEYS = (VIDEO_KEY, AUDIO_KEY, META_KEY)
 
 
 class SampleError(ValueError):
-    """A sample that cannot be used; carries the sample key so the stream can count and skip it."""
+    """A sample that cannot be used; carries the sample key so the stream can count and skip
+    it, and a ``category`` from :data:`datamodules.data_issues.SKIP_REASONS` to count it under."""
 
-    def __init__(self, key: str, reason: str) -> None:
+    def __init__(self, key: str, reason: str, category: str = "other") -> None:
         super().__init__(f"sample {key!r}: {reason}")
         self.key = key
         self.reason = reason
+        self.category = check_reason(category, "skip")
 
 
 @dataclass
@@ -59,6 +64,7 @@ class Clip:
     sample_rate: int
     mouth: np.ndarray | None = None
     meta: dict[str, Any] = field(default_factory=dict)
+    repairs: list[str] = field(default_factory=list)  # data_issues.REPAIR_REASONS applied
 
     @property
     def num_frames(self) -> int:
@@ -87,18 +93,32 @@ def encode_video(frames: np.ndarray, fps: int, crf: int = 12) -> bytes:
     return buf.getvalue()
 
 
-def decode_video(data: bytes) -> tuple[np.ndarray, float]:
-    """All frames as uint8 (T, H, W, 3) plus the stream's average frame rate."""
+class EmptyVideo(ValueError):
+    """A video stream without a single frame."""
+
+
+def read_video(data: bytes) -> tuple[np.ndarray, float, bool]:
+    """All frames as uint8 (T, H, W, 3), the stream's average frame rate, and whether the
+    source was grayscale (PyAV's rgb24 conversion replicates the gray channel)."""
     with av.open(io.BytesIO(data), mode="r") as container:
         if not container.streams.video:
             raise ValueError("no video stream")
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
         rate = float(stream.average_rate) if stream.average_rate else 0.0
-        frames = [frame.to_ndarray(format="rgb24") for frame in container.decode(stream)]
+        frames, gray = [], False
+        for frame in container.decode(stream):
+            gray = gray or frame.format.name.startswith(("gray", "ya"))
+            frames.append(frame.to_ndarray(format="rgb24"))
     if not frames:
-        raise ValueError("video stream has no frames")
-    return np.stack(frames), rate
+        raise EmptyVideo("video stream has no frames")
+    return np.stack(frames), rate, gray
+
+
+def decode_video(data: bytes) -> tuple[np.ndarray, float]:
+    """All frames as uint8 (T, H, W, 3) plus the stream's average frame rate."""
+    frames, rate, _ = read_video(data)
+    return frames, rate
 
 
 def encode_wav(audio: np.ndarray, sample_rate: int) -> bytes:
@@ -116,17 +136,27 @@ def encode_wav(audio: np.ndarray, sample_rate: int) -> bytes:
     return buf.getvalue()
 
 
+_PCM_SCALE = {np.dtype(np.int16): 32768.0, np.dtype(np.int32): 2.0**31}
+
+
 def decode_wav(data: bytes) -> tuple[np.ndarray, int]:
-    """float32 mono audio in [-1, 1] and its sample rate; stereo is averaged to mono."""
-    with wave.open(io.BytesIO(data), "rb") as w:
-        if w.getsampwidth() != 2:
-            raise ValueError(f"expected 16-bit PCM, got {8 * w.getsampwidth()}-bit")
-        channels, rate = w.getnchannels(), w.getframerate()
-        raw = w.readframes(w.getnframes())
-    audio = np.frombuffer(raw, dtype="<i2").astype(np.float32) / 32768.0
-    if channels > 1:
-        audio = audio.reshape(-1, channels).mean(axis=1)
-    return audio, rate
+    """float32 mono audio and its sample rate; stereo is averaged to mono.
+
+    16/32-bit PCM is scaled to [-1, 1]; IEEE-float WAV is read as is (so NaN or inf in such
+    a file reaches the validation, which skips it). ``scipy.io.wavfile`` reads both.
+    """
+    rate, audio = scipy.io.wavfile.read(io.BytesIO(data))
+    if audio.dtype in _PCM_SCALE:
+        audio = audio.astype(np.float32) / np.float32(_PCM_SCALE[audio.dtype])
+    elif audio.dtype == np.uint8:
+        audio = (audio.astype(np.float32) - 128.0) / 128.0
+    elif audio.dtype.kind == "f":
+        audio = audio.astype(np.float32)
+    else:
+        raise ValueError(f"unsupported WAV sample type {audio.dtype}")
+    if audio.ndim > 1:
+        audio = audio.mean(axis=1, dtype=np.float32)
+    return np.ascontiguousarray(audio), int(rate)
 
 
 def encode_sample(
@@ -173,27 +203,62 @@ def encode_sample(
 
 
 def decode_sample(sample: dict[str, Any]) -> Clip:
-    """Decode and validate one raw sample; any problem raises SampleError naming the key."""
+    """Decode one raw sample; any problem raises SampleError naming the key and the
+    :mod:`datamodules.data_issues` category. Content checks against the configuration
+    (rate, size, lengths) and their repairs are :meth:`WindowCutter.prepare`'s job."""
     key = str(sample.get("__key__", "<no key>"))
     missing = [k for k in REQUIRED_KEYS if k not in sample]
     if missing:
-        raise SampleError(key, f"missing member(s) {missing}; expected {list(REQUIRED_KEYS)}")
+        raise SampleError(key, f"missing member(s) {missing}; expected {list(REQUIRED_KEYS)} "
+                               f"(has {sorted(k for k in sample if not k.startswith('__'))})",
+                          "missing_member")
     try:
         meta = json.loads(sample[META_KEY])
-        frames, _ = decode_video(sample[VIDEO_KEY])
-        audio, rate = decode_wav(sample[AUDIO_KEY])
-        mouth = np.load(io.BytesIO(sample[MOUTH_KEY])) if MOUTH_KEY in sample else None
-    except SampleError:
-        raise
-    except Exception as exc:  # decoder libraries raise many types; all mean "unusable"
-        raise SampleError(key, f"undecodable ({type(exc).__name__}: {exc})") from exc
+    except Exception as exc:
+        raise SampleError(key, f"{META_KEY} member is not JSON ({type(exc).__name__}: {exc})",
+                          "undecodable") from exc
     if not isinstance(meta, dict):
-        raise SampleError(key, "json member is not an object")
-    fps = int(meta.get("fps", 0))
+        raise SampleError(key, f"{META_KEY} member is not an object", "bad_metadata")
+    try:
+        fps = int(meta.get("fps", 0))
+    except (TypeError, ValueError):
+        fps = 0
     if fps <= 0:
-        raise SampleError(key, f"json fps={meta.get('fps')!r}, expected a positive integer")
+        raise SampleError(key, f"json fps={meta.get('fps')!r}, expected a positive integer",
+                          "bad_metadata")
+    empty = [k for k in (VIDEO_KEY, AUDIO_KEY) if len(sample[k]) == 0]
+    if empty:
+        raise SampleError(key, f"zero-length member(s) {empty}", "empty_clip")
+    try:
+        frames, _, gray = read_video(sample[VIDEO_KEY])
+    except EmptyVideo as exc:
+        raise SampleError(key, f"{VIDEO_KEY}: {exc}", "empty_clip") from exc
+    except Exception as exc:  # decoder libraries raise many types; all mean "unusable"
+        raise SampleError(key, f"{VIDEO_KEY} undecodable ({type(exc).__name__}: {exc})",
+                          "undecodable") from exc
+    try:
+        audio, rate = decode_wav(sample[AUDIO_KEY])
+    except Exception as exc:
+        raise SampleError(key, f"{AUDIO_KEY} undecodable ({type(exc).__name__}: {exc})",
+                          "undecodable") from exc
+    try:
+        mouth = np.load(io.BytesIO(sample[MOUTH_KEY])) if MOUTH_KEY in sample else None
+    except Exception as exc:
+        raise SampleError(key, f"{MOUTH_KEY} undecodable ({type(exc).__name__}: {exc})",
+                          "undecodable") from exc
+    if rate <= 0:
+        raise SampleError(key, f"{AUDIO_KEY} sample rate {rate}, expected > 0", "bad_metadata")
+    if audio.size == 0:
+        raise SampleError(key, f"{AUDIO_KEY} has no samples", "empty_clip")
+    if not np.isfinite(audio).all():
+        bad = int((~np.isfinite(audio)).sum())
+        raise SampleError(key, f"{AUDIO_KEY} has {bad} NaN/inf sample(s) of {audio.size}",
+                          "nonfinite_audio")
     if frames.shape[1] != frames.shape[2]:
-        raise SampleError(key, f"frames are {frames.shape[2]}x{frames.shape[1]}, expected square")
+        raise SampleError(key, f"frames are {frames.shape[2]}x{frames.shape[1]}, expected square",
+                          "wrong_frame_size")
     if mouth is not None and mouth.shape != (frames.shape[0], 3):
-        raise SampleError(key, f"mouth.npy shape {mouth.shape}, expected ({frames.shape[0]}, 3)")
-    return Clip(key=key, frames=frames, audio=audio, fps=fps, sample_rate=rate, mouth=mouth, meta=meta)
+        raise SampleError(key, f"mouth.npy shape {mouth.shape}, expected ({frames.shape[0]}, 3)",
+                          "length_mismatch")
+    return Clip(key=key, frames=frames, audio=audio, fps=fps, sample_rate=rate, mouth=mouth,
+                meta=meta, repairs=["grayscale_frames"] if gray else [])

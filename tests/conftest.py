@@ -49,7 +49,8 @@ def run_lipmem(args: list[str], tmp_path: Path, timeout: int = 600,
     home = tmp_path / "home"
     home.mkdir(exist_ok=True)
     full_env = dict(os.environ, WANDB_MODE="offline", WANDB_SILENT="true", HOME=str(home),
-                    PYTHONPATH=str(REPO), LIPMEM_REGISTRY=str(tmp_path / "registry"), **env)
+                    PYTHONPATH=str(REPO), LIPMEM_REGISTRY=str(tmp_path / "registry"))
+    full_env.update(env)  # a test may override any of these (e.g. PYTHONPATH)
     return subprocess.run(LIPMEM + args, cwd=REPO, env=full_env, capture_output=True, text=True,
                           timeout=timeout, check=False)
 

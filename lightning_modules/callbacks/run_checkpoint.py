@@ -1,4 +1,5 @@
-"""ModelCheckpoint that keeps checkpoints under the run folder by default."""
+"""ModelCheckpoint that keeps checkpoints under the run folder by default, each with a
+sha256 sidecar (`last.ckpt.sha256`) that `--ckpt_path` verifies before loading."""
 
 from __future__ import annotations
 
@@ -14,9 +15,55 @@ class RunCheckpoint(ModelCheckpoint):
     Lightning's own default nests checkpoints under the logger's project and run id; a run
     folder that holds its checkpoints, samples and W&B files side by side is easier to hand
     around, and follows `--trainer.default_root_dir` without a second key to keep in step.
+
+    Every checkpoint it writes gets `{file}.sha256` (see lightning_modules.checkpoint_digest):
+    a local checkpoint has no registry manifest, and this is what lets a resumed or
+    evaluated run refuse a file changed after it was written.
     """
+
+    def __init__(self, *args: Any, last_every_n_train_steps: int = 0, **kwargs: Any) -> None:
+        """last_every_n_train_steps: also rewrite `last.ckpt` every N optimizer steps (the GAN
+        steps twice per batch), so a crash mid-epoch loses at most N steps; 0 = only when
+        Lightning saves (epoch end). One callback owns `last.ckpt`: a second ModelCheckpoint
+        with save_last would write `last-v1.ckpt`, which `--ckpt_path last` does not read."""
+        super().__init__(*args, **kwargs)
+        if isinstance(last_every_n_train_steps, bool) or not isinstance(
+                last_every_n_train_steps, int) or last_every_n_train_steps < 0:
+            raise ValueError(f"last_every_n_train_steps={last_every_n_train_steps!r}: must be an "
+                             "integer >= 0 (0 = off)")
+        if last_every_n_train_steps and not self.save_last:
+            raise ValueError(f"last_every_n_train_steps={last_every_n_train_steps} needs "
+                             "save_last: true (it rewrites last.ckpt)")
+        self.last_every_n_train_steps = last_every_n_train_steps
+
+    def on_train_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any,
+                           batch_idx: int) -> None:
+        super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
+        n = self.last_every_n_train_steps
+        if n and trainer.global_step % n == 0 and not self._should_skip_saving_checkpoint(trainer):
+            saved = self._last_global_step_saved
+            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
+            # Lightning skips any save at a step it already saved: the epoch-end top-k
+            # checkpoint at this same step must still be written
+            self._last_global_step_saved = saved
 
     def setup(self, trainer: Any, pl_module: Any, stage: str) -> None:
         if self.dirpath is None:
             self.dirpath = os.path.join(trainer.default_root_dir, "checkpoints")
         super().setup(trainer, pl_module, stage)
+
+    def _save_checkpoint(self, trainer: Any, filepath: str) -> None:
+        from lightning_modules.checkpoint_digest import remove_digest, write_digest
+
+        if trainer.is_global_zero:  # never leave a stale digest beside a rewritten file
+            remove_digest(filepath)
+        super()._save_checkpoint(trainer, filepath)
+        if trainer.is_global_zero and os.path.isfile(filepath):
+            write_digest(filepath)
+
+    def _remove_checkpoint(self, trainer: Any, filepath: str) -> None:
+        from lightning_modules.checkpoint_digest import remove_digest
+
+        super()._remove_checkpoint(trainer, filepath)
+        if trainer.is_global_zero:
+            remove_digest(filepath)

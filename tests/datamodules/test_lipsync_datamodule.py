@@ -74,7 +74,7 @@ def test_batch_contents(corpus):
     batches = as_list(dm.train_dataloader())
     assert len(batches) == 7
     b = batches[0]
-    assert set(b) == {"face", "mel", "mask", "ref", "mouth", "key", "frame", "skipped"}
+    assert set(b) == {"face", "mel", "mask", "ref", "mouth", "key", "frame", "skipped", "issues"}
     assert b["face"].shape == (4, 2, 3, SIZE, SIZE) and b["face"].dtype == torch.uint8
     assert b["ref"].shape == (4, 2, 3, SIZE, SIZE) and b["ref"].dtype == torch.uint8
     assert b["mel"].shape == (4, 2, 1, 80, 16) and b["mel"].dtype == torch.float32
@@ -218,16 +218,19 @@ def test_corrupt_samples_are_skipped_and_counted(tmp_path):
     assert skipped >= 3
 
 
-def test_wrong_sample_rate_and_size_are_skipped(tmp_path):
+def test_wrong_sample_rate_and_size_are_repaired_and_counted(tmp_path):
+    from datamodules.data_issues import issue_counts
+
     write_raw_shard(tmp_path / "a.tar", [make_sample("s_sr", 10, sr=8000),
                                          make_sample("s_big", 10, size=48),
                                          make_sample("s_ok", 10)])
     dm = dm_for(None, val_shards=str(tmp_path / "a.tar"))
-    skipped, keys, messages = _skips_and_keys(dm.val_dataloader())
-    assert set(keys) == {"s_ok"}
-    assert skipped == 2
-    assert any("s_sr" in m and "8000 Hz" in m for m in messages)
-    assert any("s_big" in m and "48" in m for m in messages)
+    batches = as_list(dm.val_dataloader())
+    assert {k for b in batches for k in b["key"]} == {"s_sr", "s_big", "s_ok"}
+    assert all(b["face"].shape[-1] == SIZE for b in batches)
+    counts = issue_counts(sum(b["issues"] for b in batches))
+    assert counts["resampled_audio"] == 1 and counts["resized_frames"] == 1
+    assert sum(int(b["skipped"]) for b in batches) == 0
 
 
 def test_all_bad_train_shards_fail_instead_of_hanging(tmp_path):

@@ -134,17 +134,32 @@ def test_mel_computed_once_per_clip():
     assert len(calls) == 1 and calls[0] == (30 * SPF,)
 
 
-@pytest.mark.parametrize("clip,reason", [
-    (make_clip(30, sr=22050), "sample rate 22050 Hz"),
-    (make_clip(30, size=24), r"shape \(30, 24, 24, 3\)"),
-    (make_clip(30, audio_frames=28.9), "audio has"),
-    (make_clip(2), "fewer than frames_per_window"),
+@pytest.mark.parametrize("clip,reason,category", [
+    (make_clip(30, audio_frames=28.9), "audio has", "length_mismatch"),
+    (make_clip(30, audio_frames=31.5), "audio has", "length_mismatch"),
+    (make_clip(2), "fewer than frames_per_window", "too_short"),
 ])
-def test_bad_clips_raise_sample_error(clip, reason):
+def test_bad_clips_raise_sample_error(clip, reason, category):
     cutter = WindowCutter(image_size=S, frames_per_window=3)
     with pytest.raises(SampleError, match=reason) as info:
         cutter.cut(clip, 2)
     assert info.value.key == "spk_c0"
+    assert info.value.category == category
+
+
+@pytest.mark.parametrize("clip,repair", [
+    (make_clip(30, sr=22050), "resampled_audio"),
+    (make_clip(30, size=24), "resized_frames"),
+])
+def test_repairable_clips_are_repaired_by_prepare_and_refused_by_check(clip, repair):
+    cutter = WindowCutter(image_size=S, frames_per_window=3)
+    fixed = cutter.prepare(clip)
+    assert fixed.repairs == [repair]
+    assert fixed.frames.shape == (30, S, S, 3) and fixed.sample_rate == SR
+    assert fixed.audio.shape == (30 * SPF,)
+    with pytest.raises(SampleError, match=repair):
+        cutter.check(clip)
+    assert len(cutter.cut(clip, 2)) == 2
 
 
 def test_audio_short_by_less_than_a_frame_is_accepted():
@@ -156,3 +171,17 @@ def test_too_short_for_a_reference():
     cutter = WindowCutter(image_size=S, use_reference=True, ref_min_gap=5)
     with pytest.raises(SampleError, match="reference"):
         cutter.check(make_clip(5))
+
+
+def test_grayscale_arrays_are_replicated_to_rgb_and_nonsquare_frames_skipped():
+    import dataclasses
+
+    cutter = WindowCutter(image_size=S)
+    clip = make_clip(30)
+    gray = cutter.prepare(dataclasses.replace(clip, frames=clip.frames[..., 0]))
+    assert gray.repairs == ["grayscale_frames"] and gray.frames.shape == (30, S, S, 3)
+    assert np.array_equal(gray.frames[..., 2], clip.frames[..., 0])
+    wide = dataclasses.replace(clip, frames=np.zeros((30, S, S + 8, 3), np.uint8))
+    with pytest.raises(SampleError, match="expected square") as info:
+        cutter.prepare(wide)
+    assert info.value.category == "wrong_frame_size"
