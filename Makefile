@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.lipmem-installed
 DATA   := data/synth
 
-.PHONY: setup quickstart test bench lint clean
+.PHONY: setup quickstart test bench lint clean ablation
 
 setup: $(STAMP)
 
@@ -32,6 +32,12 @@ quickstart: setup $(DATA)/manifest.json
 	@echo "  val samples:  runs/quickstart/samples/val_latest.png (masked | generated | ground truth)"
 	@echo "  W&B run:      runs/quickstart/wandb/ (offline; 'wandb sync' it to upload)"
 	@echo "  config:       runs/quickstart/config.yaml"
+
+# Memory ablation (issue 7 section 3): 18 fits + evals, about an hour on 2 CPU cores;
+# resumable (a rerun skips finished runs). Full size: ABLATION=configs/ablation/gpu.yaml.
+ABLATION ?= configs/ablation/cpu.yaml
+ablation: setup
+	$(BIN)/lipmem ablation run --config $(ABLATION) --out runs/ablation
 
 test: setup
 	$(BIN)/python -m pytest -q tests

@@ -3,6 +3,7 @@
 A bank is an artifact named `memory-bank` (type `memory-bank`) with aliases `n{n}` and
 `latest`, holding `codes.safetensors` (the (n, d) cluster centres, loadable without running
 code) and `bank.json` (the same metadata, readable by people and `lipmem bank inspect`).
+Random-member banks (the ablation's control, not centres) get `n{n}-random` instead of `n{n}`.
 """
 
 from __future__ import annotations
@@ -48,6 +49,12 @@ class LoadedBank:
                 "method": self.meta.get("method"), "encoder": self.meta.get("encoder")}
 
 
+def bank_alias(n: int, method: str | None) -> str:
+    """`n80` for cluster centres; `n80-random` for random corpus members, so an ablation's
+    control bank never takes the alias a generator's default `memory-bank:n{n}` resolves."""
+    return f"n{n}-random" if method == "random_members" else f"n{n}"
+
+
 def publish_bank(registry: LocalRegistry, codes: torch.Tensor, meta: dict[str, Any],
                  extra_aliases: tuple[str, ...] = (), name: str = BANK_NAME) -> ArtifactVersion:
     """Write the two files to a scratch folder and publish them as one registry version."""
@@ -58,7 +65,7 @@ def publish_bank(registry: LocalRegistry, codes: torch.Tensor, meta: dict[str, A
         meta_path = Path(scratch) / META_FILE
         meta_path.write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
         return registry.publish(name, BANK_TYPE, {CODES_FILE: codes_path, META_FILE: meta_path},
-                                meta, aliases=(f"n{n}", *extra_aliases))
+                                meta, aliases=(bank_alias(n, meta.get("method")), *extra_aliases))
 
 
 def load_bank(ref: str, registry: LocalRegistry | None = None) -> LoadedBank:

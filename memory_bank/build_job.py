@@ -40,7 +40,8 @@ class BankSpec:
     features: str | None = None         # features .npz of an earlier build: skip encoding
     frames: int = 20000                 # M frames to encode, spread over all clips (rounded up
                                         # to the same count from every training clip)
-    method: str = "faiss_kmeans"        # faiss_kmeans | sklearn_kmeans | meanshift
+    method: str = "faiss_kmeans"        # faiss_kmeans | sklearn_kmeans | meanshift |
+                                        # random_members (ablation control: n{n}-random)
     n: list[int] = field(default_factory=lambda: [80])   # several n reuse one feature matrix
     niter: int = 25
     seed: int = 0

@@ -18,6 +18,11 @@ Methods (`METHODS`):
   a k-means over-segmentation of them (sklearn's bin seeding collapses high-dimensional
   features into one bin); every row is then assigned to its nearest centre.
 
+* ``random_members``: NOT clustering, the ablation's control: the codes are k distinct
+  rows of the feature matrix drawn uniformly at random (seeded; the chosen row indices are
+  in `extra["rows"]`). Sizes and inertia are those of assigning every row to them, so they
+  compare with the centres'. Published under the alias `n{k}-random` (memory_bank.bank).
+
 Every result records what the bank metadata needs: k, seed, niter and `extra` (bandwidth,
 seeding sample size, fitted points, iterations, convergence).
 """
@@ -32,7 +37,7 @@ from typing import Any
 
 import numpy as np
 
-METHODS = ("faiss_kmeans", "sklearn_kmeans", "meanshift")
+METHODS = ("faiss_kmeans", "sklearn_kmeans", "meanshift", "random_members")
 
 SEED_POINTS_PER_CENTROID = 64    # k-means++ seeding sample for faiss_kmeans (rows per centre)
 SEED_RESTARTS = 3                # seedings tried (best after SEED_NITER Lloyd iterations on it)
@@ -177,6 +182,16 @@ def _sklearn_kmeans(x: np.ndarray, k: int, *, seed: int, niter: int) -> KMeansRe
                         extra={"max_iter": max_iter, "iterations": int(km.n_iter_)})
 
 
+def _random_members(x: np.ndarray, k: int, *, seed: int) -> KMeansResult:
+    """k distinct rows of x, uniformly at random: corpus members instead of centres."""
+    rows = np.sort(np.random.default_rng(seed).choice(x.shape[0], k, replace=False))
+    codes = np.ascontiguousarray(x[rows])
+    labels, dist = assign(x, codes)
+    return KMeansResult(codes, float(dist.sum(dtype=np.float64)), np.bincount(labels, minlength=k),
+                        "random_members", "cpu", k=k, seed=seed, niter=None,
+                        extra={"rows": rows.tolist(), "selection": "uniform without replacement"})
+
+
 def _meanshift(x: np.ndarray, k: int | None, *, seed: int, bandwidth: float | None,
                max_points: int | None) -> KMeansResult:
     from sklearn.cluster import MeanShift, estimate_bandwidth
@@ -252,6 +267,8 @@ def _cluster(x: np.ndarray, k: int | None, *, method: str, seed: int, niter: int
         raise ValueError(f"niter={niter}: must be positive")
     if method == "sklearn_kmeans":
         return _sklearn_kmeans(x, k, seed=seed, niter=niter)
+    if method == "random_members":
+        return _random_members(x, k, seed=seed)
     if not 0 <= tol < 1:
         raise ValueError(f"tol={tol}: must be in [0, 1) (a relative objective improvement)")
     return _faiss_kmeans(x, k, seed=seed, niter=niter, gpu=gpu, tol=tol)

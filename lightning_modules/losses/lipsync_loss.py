@@ -24,7 +24,12 @@ class LipSyncLoss(nn.Module):
     def __init__(self, l1_weight: float = 10.0, adv_weight: float = 0.1, lpips_weight: float = 1.0,
                  gan_mode: str = "hinge", adv_start_step: int = 0, lpips_net: str = "alex",
                  lpips_backbone: str = "pretrained", disc_channels: int = 32, disc_layers: int = 3,
-                 mask_l1_emphasis: float = 10.0, require_l1_highest: bool = True) -> None:
+                 mask_l1_emphasis: float = 10.0, require_l1_highest: bool = True,
+                 sync_weight: float = 0.0, sync_expert: str | None = None,
+                 sync_registry: str | None = None) -> None:
+        """sync_weight > 0 adds Wav2Lip's expert sync loss (-log P(sync) by the frozen sync
+        expert ``sync_expert``, a `syncnet-RUN:best` reference or .ckpt file); it needs
+        data.frames_per_window >= the expert's window (5). Off by default."""
         super().__init__()
         for name, value in (("l1_weight", l1_weight), ("adv_weight", adv_weight),
                             ("lpips_weight", lpips_weight)):
@@ -42,6 +47,12 @@ class LipSyncLoss(nn.Module):
             raise ValueError(f"model.loss.mask_l1_emphasis={mask_l1_emphasis}: must be >= 0")
         if adv_start_step < 0:
             raise ValueError(f"model.loss.adv_start_step={adv_start_step}: must be >= 0")
+        if sync_weight < 0:
+            raise ValueError(f"model.loss.sync_weight={sync_weight}: loss weights must be >= 0")
+        if sync_weight > 0 and not sync_expert:
+            raise ValueError(f"model.loss.sync_weight={sync_weight} needs model.loss.sync_expert "
+                             "(a sync expert reference such as syncnet-RUN:best, trained with "
+                             "`lipmem fit --config configs/sync_expert.yaml`)")
         self.l1_weight = l1_weight
         self.adv_weight = adv_weight
         self.lpips_weight = lpips_weight
@@ -50,6 +61,12 @@ class LipSyncLoss(nn.Module):
         self.mask_l1_emphasis = mask_l1_emphasis
         self.discriminator = PatchDiscriminator(3, disc_channels, disc_layers)
         self.perceptual = LPIPSLoss(lpips_net, lpips_backbone)
+        self.sync_weight = sync_weight
+        self.sync = None
+        if sync_weight > 0:
+            from lightning_modules.losses.sync_loss import SyncLoss
+
+            self.sync = SyncLoss(str(sync_expert), sync_registry)
 
     def l1(self, fake: torch.Tensor, real: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
         """Per-pixel L1, with pixels of the generated (masked) region weighted
@@ -66,7 +83,8 @@ class LipSyncLoss(nn.Module):
         return (err * weight).mean() / weight.mean()
 
     def generator_loss(self, fake: torch.Tensor, real: torch.Tensor, step: int,
-                       mask: torch.Tensor | None = None
+                       mask: torch.Tensor | None = None, mel: torch.Tensor | None = None,
+                       frames_per_window: int = 1
                        ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Weighted sum for the generator step (mask: (B, 1, S, S), 1 = generated region).
 
@@ -79,8 +97,27 @@ class LipSyncLoss(nn.Module):
         lp = self.perceptual(fake.float(), real.float()) if self.lpips_weight > 0 else fake.new_zeros(())
         adv_factor = self.adv_weight if step >= self.adv_start_step else 0.0
         total = self.l1_weight * l1 + adv_factor * adv + self.lpips_weight * lp
-        return total, {"g_total": total.detach(), "g_l1": l1.detach(), "g_adv": adv.detach(),
-                       "g_lpips": lp.detach()}
+        logs = {"g_total": total.detach(), "g_l1": l1.detach(), "g_adv": adv.detach(),
+                "g_lpips": lp.detach()}
+        if self.sync is not None:
+            sync = self.sync_loss(fake, mel, frames_per_window)
+            total = total + self.sync_weight * sync
+            logs.update(g_total=total.detach(), g_sync=sync.detach())
+        return total, logs
+
+    def sync_loss(self, fake: torch.Tensor, mel: torch.Tensor | None,
+                  frames_per_window: int) -> torch.Tensor:
+        """The expert's -log P(sync) of the generated windows: fake (B*T, 3, S, S) and mel
+        (B*T, 1, n_mels, F) with T = frames_per_window consecutive frames per window."""
+        if mel is None:
+            raise ValueError("model.loss.sync_weight > 0 needs the mel windows (mel=...)")
+        if frames_per_window < self.sync.window:
+            raise ValueError(f"model.loss.sync_weight > 0: data.frames_per_window="
+                             f"{frames_per_window} is below the sync expert's window "
+                             f"{self.sync.window}")
+        b = fake.shape[0] // frames_per_window
+        return self.sync(fake.reshape(b, frames_per_window, *fake.shape[1:]).float(),
+                         mel.reshape(b, frames_per_window, *mel.shape[1:]).float())
 
     def discriminator_loss(self, fake: torch.Tensor, real: torch.Tensor
                            ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:

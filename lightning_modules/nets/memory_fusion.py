@@ -5,6 +5,19 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+# How the generator uses the memory (LipSyncGenerator(memory_mode=...); the ablation's arms):
+#   softmax: fused = softmax weights @ codes, the method.
+#   argmax:  fused = the single most likely code (one-hot weights, straight-through gradient).
+#   none:    no memory; the decoder's mouth input is an MLP of the audio feature instead.
+MEMORY_MODES = ("softmax", "argmax", "none")
+
+
+def straight_through_argmax(weights: torch.Tensor) -> torch.Tensor:
+    """(B, n) softmax rows -> exactly one-hot rows (the most likely code) in the forward pass,
+    with the softmax's gradient in the backward pass, so the mapping head still trains."""
+    hard = torch.nn.functional.one_hot(weights.argmax(dim=-1), weights.shape[-1]).to(weights)
+    return hard + (weights - weights.detach())
+
 
 class MemoryFusion(nn.Module):
     """Fused mouth feature = weights @ codes.

@@ -39,6 +39,17 @@ def test_publish_then_load_by_n_alias_and_version(registry):
     assert load_bank("memory-bank:latest", registry).codes.shape == (4, 16)
 
 
+def test_random_member_bank_gets_its_own_alias_and_leaves_n_alias_alone(registry):
+    centres = publish_bank(registry, torch.randn(8, 16), meta())
+    members = torch.randn(8, 16)
+    version = publish_bank(registry, members, meta(method="random_members", seed=3))
+    assert "n8-random" in version.aliases and "n8" not in version.aliases
+    assert load_bank("memory-bank:n8", registry).resolved == centres.ref
+    bank = load_bank("memory-bank:n{n}-random".replace("{n}", "8"), registry)
+    torch.testing.assert_close(bank.codes, members)
+    assert bank.meta["method"] == "random_members" and bank.meta["seed"] == 3
+
+
 def test_missing_alias_names_what_exists(registry):
     publish_bank(registry, torch.randn(8, 16), meta())
     with pytest.raises(ArtifactNotFound, match="n8"):

@@ -41,7 +41,23 @@ def separated():
 
 
 def test_methods():
-    assert METHODS == ("faiss_kmeans", "sklearn_kmeans", "meanshift")
+    assert METHODS == ("faiss_kmeans", "sklearn_kmeans", "meanshift", "random_members")
+
+
+def test_random_members_are_seeded_rows_of_the_features_not_centres(blobs):
+    r = cluster(blobs, 30, method="random_members", seed=3)
+    rows = np.asarray(r.extra["rows"])
+    assert len(set(rows.tolist())) == 30 and r.k == 30 and r.method == "random_members"
+    np.testing.assert_array_equal(r.centroids, blobs[rows])       # corpus members themselves
+    _, dist = assign(blobs, r.centroids)
+    assert r.sizes.sum() == len(blobs) and r.inertia == pytest.approx(dist.sum(), rel=1e-6)
+    centres = cluster(blobs, 30, seed=3)
+    assert r.inertia > centres.inertia  # members are a worse summary than centres
+    assert not any((np.abs(blobs - c).sum(1) == 0).any() for c in centres.centroids)
+    again = cluster(blobs, 30, method="random_members", seed=3)
+    np.testing.assert_array_equal(again.centroids, r.centroids)
+    other = cluster(blobs, 30, method="random_members", seed=4)
+    assert not np.array_equal(other.centroids, r.centroids)
 
 
 def test_faiss_with_kmeans_pp_matches_sklearn_inertia(blobs):

@@ -1,0 +1,1 @@
+"""The memory ablation (issue 7 section 3): `lipmem ablation run --config FILE`."""
