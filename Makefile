@@ -46,6 +46,7 @@ bench: setup $(DATA)/manifest.json
 	$(BIN)/python -m benchmarks.train_step
 	$(BIN)/python -m benchmarks.data_pipeline
 	$(BIN)/python -m benchmarks.clustering
+	$(BIN)/python -m benchmarks.infer
 
 lint: setup
 	$(BIN)/ruff check .

@@ -9,10 +9,12 @@ receives ready batches::
         "mel":     float32 (B, T, 1, 80, mel_frames)  log-mel window per target frame
         "mask":    float32 (B, 1, S, S)  1 = hidden (generated) region
         "ref":     uint8   (B, T, 3, S, S)  only with use_reference
+        "mel_off": float32 (B, T, 1, 80, mel_frames)  only with off_sync_min_shift > 0
         "mouth":   float32 (B, T, 3)  only when every clip in the batch has a mouth track
         "key":     list[str]  clip keys
         "frame":   int64   (B,)  first target frame index
         "skipped": int64   ()  samples this worker skipped since its previous batch
+        "issues":  int64   (len(data_issues.ISSUES),)  skips and repairs by category, same span
     }
 
 Train: endless reshuffled shard passes split by rank then by worker (every rank and worker
@@ -26,6 +28,7 @@ from __future__ import annotations
 import math
 import re
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal
 
@@ -51,7 +54,7 @@ from datamodules.manifest import (
     verify_shards,
 )
 from datamodules.masks import LowerFaceMask
-from datamodules.sample_format import MOUTH_KEY
+from datamodules.sample_format import MOUTH_KEY, Clip, SampleError, decode_sample
 from datamodules.windows import WindowCutter, check_audio_ratio
 
 SPLITS = ("train", "val", "test")
@@ -122,6 +125,10 @@ class LipSyncDataModule(L.LightningDataModule):
         batches_per_epoch: int | None = None,
         seed: int = 0,
         audio_shift_frames: int = 0,
+        skip_silent_audio: bool = True,
+        length_tolerance_frames: float = 1.0,
+        off_sync_min_shift: int = 0,
+        off_sync_max_shift: int = 15,
     ) -> None:
         """
         Args:
@@ -146,6 +153,16 @@ class LipSyncDataModule(L.LightningDataModule):
             seed: seeds shard order, window choice and shuffling (with epoch, rank, worker).
             audio_shift_frames: take each frame's audio from frame + shift (wrapping in
                 the clip); 0 for training, non-zero to evaluate with mismatched audio.
+            skip_silent_audio: skip (and count) clips whose entire audio is exactly zero,
+                almost always a broken export; false keeps them (silent stretches inside a
+                clip are always kept).
+            length_tolerance_frames: audio up to this many frame durations longer or
+                shorter than the frames is trimmed / zero-padded; further off, the clip is
+                skipped as ``length_mismatch``. Bad samples never stop a run: each is skipped
+                or repaired and counted by category (:mod:`datamodules.data_issues`).
+            off_sync_min_shift, off_sync_max_shift: when min > 0, every window also carries
+                ``mel_off``, its frames' audio shifted by a random s with min <= |s| <= max
+                frames (the sync expert's negatives); 0 (default) for the GAN.
         """
         super().__init__()
         self.save_hyperparameters()
@@ -196,7 +213,11 @@ class LipSyncDataModule(L.LightningDataModule):
         self._cutter_kwargs = dict(image_size=image_size, fps=fps, sample_rate=sample_rate,
                                    audio_seconds=self.audio_seconds,
                                    frames_per_window=frames_per_window,
-                                   use_reference=use_reference, ref_min_gap=ref_min_gap)
+                                   use_reference=use_reference, ref_min_gap=ref_min_gap,
+                                   skip_silent_audio=skip_silent_audio,
+                                   length_tolerance_frames=length_tolerance_frames,
+                                   off_sync_min_shift=off_sync_min_shift,
+                                   off_sync_max_shift=off_sync_max_shift)
         # Validates ref_min_gap / audio settings once more and fixes mel_frames.
         self._probe_cutter = WindowCutter(**self._cutter_kwargs,
                                           audio_shift_frames=audio_shift_frames)
@@ -405,6 +426,27 @@ class LipSyncDataModule(L.LightningDataModule):
 
     def test_dataloader(self) -> StreamLoader:
         return self._loader("test")
+
+    def clips(self, split: str, limit: int | None = None) -> Iterator[Clip]:
+        """Whole decoded clips of a split, in shard order (every rank the same): for videos
+        and evaluation, which need every frame of a clip rather than random windows.
+        Unusable clips are skipped with a SkippedSampleWarning, as in the loaders."""
+        if split not in self._urls:
+            self._setup_split(split)
+        state = StreamState(f"{split}-clips", self.seed)
+        cutter = self._cutter(train=False)
+        count = 0
+        for sample in wds.tarfile_to_samples(handler=state.tar_error)(
+                iter([{"url": url} for url in self._urls[split]])):
+            if limit is not None and count >= limit:
+                return
+            try:
+                clip = cutter.prepare(decode_sample(sample))  # repaired where well-defined
+            except SampleError as exc:
+                state.skip(exc.key, exc.reason, exc.category)
+                continue
+            count += 1
+            yield clip
 
     def shards_for(self, split: str, rank: int, world_size: int, worker: int = 0,
                    num_workers: int = 1) -> list[str]:

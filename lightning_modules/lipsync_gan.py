@@ -15,9 +15,16 @@ from torchmetrics.image import PeakSignalNoiseRatio, StructuralSimilarityIndexMe
 
 from datamodules.face_layout import mouth_box
 from lightning_modules.code_usage import CodeUsage, entropy
+from lightning_modules.data_issue_tally import DataIssueTally
 from lightning_modules.losses import LipSyncLoss
 from lightning_modules.memory_config import MemoryConfig
 from lightning_modules.nets import LipSyncGenerator, copy_matching
+from lightning_modules.nonfinite_guard import (
+    NonFiniteGuard,
+    NonFiniteLossError,
+    RunningStats,
+    is_bad,
+)
 from lightning_modules.visualize import sample_grid, save_png
 from memory_bank.bank import LoadedBank, check_bank, load_bank, load_bank_encoder
 from memory_bank.bootstrap import bootstrap_codes
@@ -69,10 +76,21 @@ class LipSyncGAN(L.LightningModule):
         memory: MemoryConfig | None = None,
         num_val_images: int = 8,
         channels_last: bool = False,
+        max_nonfinite_steps: int = 10,
+        media_every_n_val: int = 1,
+        val_video_seconds: float = 4.0,
+        init_from: str | None = None,
     ) -> None:
         super().__init__()
         if g_lr <= 0 or d_lr <= 0:
             raise ValueError(f"model.g_lr={g_lr}, model.d_lr={d_lr}: learning rates must be > 0")
+        if isinstance(media_every_n_val, bool) or not isinstance(media_every_n_val, int) \
+                or media_every_n_val < 0:
+            raise ValueError(f"model.media_every_n_val={media_every_n_val!r}: an integer >= 0 "
+                             "(0 = no val images or videos)")
+        if val_video_seconds < 0:
+            raise ValueError(f"model.val_video_seconds={val_video_seconds}: must be >= 0 "
+                             "(0 = no video)")
         if grad_clip_norm is not None and grad_clip_norm <= 0:
             raise ValueError(f"model.grad_clip_norm={grad_clip_norm}: must be > 0 or null")
         memory = memory if memory is not None else MemoryConfig()
@@ -87,8 +105,15 @@ class LipSyncGAN(L.LightningModule):
         self.memory = memory
         self.num_val_images = num_val_images
         self.channels_last = channels_last
+        self.media_every_n_val = media_every_n_val
+        self.val_video_seconds = float(val_video_seconds)
+        self._val_runs = 0
+        self.init_from = init_from
         self.memory_info: dict[str, Any] = {}
         self.skipped_samples = 0
+        # optimizer steps with a NaN/inf loss are skipped; this many bad batches in a row stop
+        self.nonfinite = NonFiniteGuard(max_nonfinite_steps)
+        self.data_issues = DataIssueTally()  # rank-summed skip/repair counts of the loader
         self._last_batch_end: float | None = None
         self._val_images: tuple[torch.Tensor, ...] | None = None
         for stage in ("val", "test"):
@@ -191,12 +216,45 @@ class LipSyncGAN(L.LightningModule):
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         # the codes travel as a buffer; where they came from travels beside them
         checkpoint["memory_info"] = dict(self.memory_info)
+        # enough to rebuild the generator and cut its inputs without the training config
+        from lightning_modules.clip_generation import MODEL_RECORD_KEY, model_record
+
+        datamodule = getattr(self.trainer, "datamodule", None) if self._trainer else None
+        checkpoint[MODEL_RECORD_KEY] = model_record(self.generator, datamodule)
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         self.memory_info = dict(checkpoint.get("memory_info") or {})
 
     def on_fit_start(self) -> None:
+        if self.init_from and self.trainer.global_step == 0:
+            self._init_weights_from(self.init_from)
         self._ensure_memory(fitting=True)
+
+    def _init_weights_from(self, ref: str) -> None:
+        """Fine-tune: start from another run's weights (generator, memory codes,
+        discriminator) with fresh optimisers, schedules and step counters. A resumed
+        fine-tune (global_step > 0) keeps its own checkpoint's weights instead."""
+        from lightning_modules.checkpoint_refs import load_checkpoint
+
+        registry = self.memory.registry
+        path, checkpoint = load_checkpoint(ref, registry)
+        state = checkpoint["state_dict"]
+        own = self.state_dict()
+        mismatched = [k for k in own if k in state and state[k].shape != own[k].shape]
+        missing = [k for k in own if k not in state]
+        if mismatched or missing:
+            raise ValueError(
+                f"model.init_from={ref!r} ({path}) does not fit this model: "
+                f"{len(mismatched)} tensor(s) differ in shape (e.g. {mismatched[:3]}), "
+                f"{len(missing)} missing (e.g. {missing[:3]}); fine-tuning needs the same "
+                "architecture and num_codes")
+        self.load_state_dict({k: state[k] for k in own}, strict=True)
+        self.memory_info = {**dict(checkpoint.get("memory_info") or {}), "init_from": ref}
+        rank_zero_info(f"lipmem: fine-tuning from {ref} ({path}, global_step "
+                       f"{checkpoint.get('global_step')}): weights and memory codes loaded, "
+                       "optimisers and counters start fresh")
+        for logger in self.loggers:
+            logger.log_hyperparams({"init_from": {"ref": ref, "file": str(path)}})
 
     def on_validation_start(self) -> None:
         if not self.trainer.training and not self.trainer.sanity_checking:
@@ -237,21 +295,41 @@ class LipSyncGAN(L.LightningModule):
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         x = self._prepare(batch)
         opt_g, opt_d = self.optimizers()
+        running_stats = RunningStats(self)  # put back if this batch turns out non-finite
         out = self.generator(x["masked"], x["mel"], x["ref"])
         fake = out.image
+        reduce = self.trainer.strategy.reduce  # sum over DDP ranks; identity on one device
 
+        # A step with a non-finite loss is skipped on every rank (they agree first, or DDP
+        # would hang in backward); the loader's skip counts share that one all-reduce.
         d_loss, d_logs = self.loss.discriminator_loss(fake, x["face"])
+        d_bad, issues = NonFiniteGuard.agree(d_loss, lambda t: reduce(t, reduce_op="sum"),
+                                             self.data_issues.local(batch))
         opt_d.zero_grad(set_to_none=True)
-        self.manual_backward(d_loss + _zero_touch(list(self.generator.parameters())))
-        d_norm = self._clip(self.loss.discriminator.parameters())
-        opt_d.step()
+        d_norm = torch.full((), math.nan)
+        if not d_bad:
+            self.manual_backward(d_loss + _zero_touch(list(self.generator.parameters())))
+            d_norm = self._clip(self.loss.discriminator.parameters())
+            d_bad = is_bad(d_norm)  # grads are rank-averaged already: every rank agrees
+            if d_bad:
+                opt_d.zero_grad(set_to_none=True)
+            else:
+                opt_d.step()
 
         step = self.trainer.global_step // 2  # batches seen: two optimizer steps per batch
-        g_loss, g_logs = self.loss.generator_loss(fake, x["face"], step, x["mask"])
+        g_loss, g_logs = self.loss.generator_loss(fake, x["face"], step, x["mask"], x["mel"],
+                                                  batch["face"].shape[1])
+        g_bad, _ = NonFiniteGuard.agree(g_loss, lambda t: reduce(t, reduce_op="sum"))
         opt_g.zero_grad(set_to_none=True)
-        self.manual_backward(g_loss)
-        g_norm = self._clip(self.generator.parameters())
-        opt_g.step()
+        g_norm = torch.full((), math.nan)
+        if not g_bad:
+            self.manual_backward(g_loss)
+            g_norm = self._clip(self.generator.parameters())
+            g_bad = is_bad(g_norm)
+            if g_bad:
+                opt_g.zero_grad(set_to_none=True)
+            else:
+                opt_g.step()
 
         weights = out.weights.detach().float()
         usage = weights.mean(dim=0)
@@ -267,9 +345,29 @@ class LipSyncGAN(L.LightningModule):
         })
         self.log_dict(logs, on_step=True, on_epoch=False, batch_size=fake.shape[0])
         self.log("train/l1", g_logs["g_l1"], prog_bar=True, on_step=True, batch_size=fake.shape[0])
-        if "skipped" in batch:
-            self.skipped_samples += int(batch["skipped"])
-            self.log("data/skipped_samples", float(self.skipped_samples), on_step=True)
+        if d_bad or g_bad:
+            running_stats.restore()
+        stop = self.nonfinite.record(int(d_bad) + int(g_bad))
+        self.log("train/nonfinite_steps", float(self.nonfinite.skipped_steps), on_step=True,
+                 batch_size=fake.shape[0])
+        if issues is not None:
+            self.data_issues.add(issues)
+            self.skipped_samples = self.data_issues.skipped
+            self.log_dict(self.data_issues.metrics(), on_step=True, on_epoch=False,
+                          batch_size=fake.shape[0])
+        if stop:
+            self._stop_nonfinite(f" (last: D loss {float(d_loss.detach()):.4g}, "
+                                 f"G loss {float(g_loss.detach()):.4g})")
+
+    def _stop_nonfinite(self, details: str) -> None:
+        """Save the current (= last finite) weights, then stop the run with the reason."""
+        from lightning_modules.checkpoint_digest import write_digest
+
+        path = Path(self.trainer.default_root_dir) / "checkpoints" / "nonfinite-stop.ckpt"
+        self.trainer.save_checkpoint(path)  # every rank calls it (they agreed on the flags)
+        if self.trainer.is_global_zero:
+            write_digest(path)
+        raise NonFiniteLossError(self.nonfinite.message(str(path), details))
 
     def _clip(self, params: Any) -> torch.Tensor:
         params = [p for p in params if p.grad is not None]
@@ -313,6 +411,7 @@ class LipSyncGAN(L.LightningModule):
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         self._evaluate(batch, "val")
+        self.data_issues.log_eval(self, batch, "val")  # per val pass, summed over ranks
 
     def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         self._evaluate(batch, "test")
@@ -328,10 +427,42 @@ class LipSyncGAN(L.LightningModule):
         self._val_images = None
 
     def on_validation_epoch_end(self) -> None:
-        if self._val_images is not None and not self.trainer.sanity_checking:
-            self._write_val_grid(*self._val_images)
+        if not self.trainer.sanity_checking:
+            if self._media_due():
+                if self._val_images is not None:
+                    self._write_val_grid(*self._val_images)
+                if self.val_video_seconds > 0:
+                    self._write_val_video()
+            self._val_runs += 1
         self._val_images = None
         self._log_code_usage("val")
+
+    def _media_due(self) -> bool:
+        """Media on the 1st, (K+1)th, ... validation run: files and uploads cost time."""
+        return self.media_every_n_val > 0 and self._val_runs % self.media_every_n_val == 0
+
+    @rank_zero_only
+    def _write_val_video(self) -> None:
+        from lightning_modules.clip_generation import Geometry, model_record
+        from lightning_modules.val_media import log_video, render_val_video
+
+        datamodule = getattr(self.trainer, "datamodule", None)
+        if datamodule is None or not hasattr(datamodule, "clips"):
+            return
+        clip = next(iter(datamodule.clips("val", limit=1)), None)
+        if clip is None:
+            rank_zero_warn("lipmem: no usable val clip for the validation video")
+            return
+        geometry = Geometry(**model_record(self.generator, datamodule)["geometry"])
+        folder = Path(self.trainer.default_root_dir) / "samples"
+        path = folder / f"val_epoch{self.current_epoch:03d}_step{self.trainer.global_step:07d}.mp4"
+        precision = str(self.trainer.precision)
+        render_val_video(self.generator, clip, geometry, path, seconds=self.val_video_seconds,
+                         batch_size=max(1, int(getattr(datamodule, "val_batch_size", 16))),
+                         device=self.device,
+                         precision="bf16-mixed" if precision.startswith("bf16") else None)
+        log_video(self.loggers, "val/video", path, self.trainer.global_step,
+                  f"{clip.key}: masked | generated | ground truth")
 
     def on_test_epoch_end(self) -> None:
         self._log_code_usage("test")

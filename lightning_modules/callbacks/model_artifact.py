@@ -43,8 +43,9 @@ def run_name(trainer: Any) -> str:
 class ModelArtifact(Callback):
     def __init__(self, name: str | None = None, registry: str | None = None,
                  publish: bool = True) -> None:
-        """name: artifact name (default `model-{run}`); registry: local registry root
-        (default $LIPMEM_REGISTRY or ./artifacts); publish=false only records run ids."""
+        """name: artifact name, `{run}` in it = the run id (default `model-{run}`); registry:
+        local registry root (default $LIPMEM_REGISTRY or ./artifacts); publish=false only
+        records run ids."""
         self.name = name
         self.registry = registry
         self.publish = publish
@@ -73,7 +74,8 @@ class ModelArtifact(Callback):
             rank_zero_warn("ModelArtifact: no checkpoint was written, nothing to publish")
             return
         registry = LocalRegistry(self.registry) if self.registry else LocalRegistry.default()
-        name = self.name or f"model-{run_name(trainer)}"
+        # `{run}` in a configured name is the run id too (e.g. `syncnet-{run}`)
+        name = (self.name or "model-{run}").replace("{run}", run_name(trainer))
         config = Path(trainer.default_root_dir) / CONFIG_FILE
         common = {"run": run_name(trainer), "run_dir": str(Path(trainer.default_root_dir).resolve()),
                   "global_step": int(trainer.global_step), "epoch": int(trainer.current_epoch),

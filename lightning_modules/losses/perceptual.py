@@ -53,7 +53,11 @@ class LPIPSLoss(nn.Module):
                 )
         import lpips  # deferred: imports torchvision models
 
-        with contextlib.redirect_stdout(io.StringIO()), _quiet_torchvision():
+        # a random backbone is drawn from a fixed seed (without touching the global RNG), so
+        # two runs or two evaluations measure with the same random network
+        with contextlib.redirect_stdout(io.StringIO()), _quiet_torchvision(), \
+                torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)
             self.lpips = lpips.LPIPS(net=net, pnet_rand=backbone == "random", verbose=False)
         self.net_name = net
         self.backbone = backbone

@@ -11,13 +11,18 @@ from lightning_modules.nets.audio_encoder import AudioEncoder
 from lightning_modules.nets.audio_mapping import AudioMapping
 from lightning_modules.nets.decoder import Decoder
 from lightning_modules.nets.image_encoder import ImageEncoder
-from lightning_modules.nets.memory_fusion import MemoryFusion
+from lightning_modules.nets.memory_fusion import (
+    MEMORY_MODES,
+    MemoryFusion,
+    straight_through_argmax,
+)
 
 
 @dataclass
 class GeneratorOutput:
     image: torch.Tensor          # (B, 3, S, S) in [0, 1]
-    weights: torch.Tensor        # (B, n) memory attention, rows sum to 1
+    weights: torch.Tensor        # (B, n) memory attention, rows sum to 1 (argmax: one-hot;
+                                 # memory_mode none: all zero, no code is used)
     fused_mouth: torch.Tensor    # (B, code_dim)
 
 
@@ -29,15 +34,25 @@ class LipSyncGenerator(nn.Module):
                  audio_dim: int = 256, base_channels: int = 32, max_channels: int = 256,
                  attention_heads: int = 4, attention_layers: int = 1, mapping_hidden: int = 256,
                  mapping_temperature: float = 1.0, cond_channels: int = 32,
-                 norm: str = "batch") -> None:
+                 norm: str = "batch", memory_mode: str = "softmax") -> None:
+        config = {k: v for k, v in locals().items() if k not in ("self", "__class__")}
         super().__init__()
+        # the constructor arguments, saved in checkpoints so `lipmem infer` rebuilds the net
+        self.config = config
+        if memory_mode not in MEMORY_MODES:
+            raise ValueError(f"memory_mode={memory_mode!r}: expected one of {MEMORY_MODES}")
+        self.memory_mode = memory_mode
         self.image_size = image_size
         self.use_reference = use_reference
         self.image_encoder = ImageEncoder(6 if use_reference else 3, image_size, base_channels,
                                           max_channels, embed_dim, norm)
         self.audio_encoder = AudioEncoder(n_mels, mel_frames, audio_dim, attention_heads,
                                           attention_layers)
-        self.audio_mapping = AudioMapping(audio_dim, num_codes, mapping_hidden, mapping_temperature)
+        # memory_mode none: the same MLP maps audio straight to a mouth feature (embed_dim
+        # outputs instead of n weights), so the decoder and the parameter count stay comparable
+        mapping_out = embed_dim if memory_mode == "none" else num_codes
+        self.audio_mapping = AudioMapping(audio_dim, mapping_out, mapping_hidden,
+                                          mapping_temperature)
         self.memory = MemoryFusion(num_codes, embed_dim)
         self.decoder = Decoder(self.image_encoder.skip_channels, self.image_encoder.bottom_size,
                                embed_dim, audio_dim, embed_dim, cond_channels, norm=norm)
@@ -57,8 +72,14 @@ class LipSyncGenerator(nn.Module):
                 reference: torch.Tensor | None = None) -> GeneratorOutput:
         face_feature, skips = self.image_encoder(self.encoder_input(masked_face, reference))
         audio_feature = self.audio_encoder(mel)
-        weights = self.audio_mapping(audio_feature)
-        fused = self.memory(weights)
+        if self.memory_mode == "none":
+            fused = self.audio_mapping.logits(audio_feature)
+            weights = audio_feature.new_zeros(audio_feature.shape[0], self.num_codes).float()
+        else:
+            weights = self.audio_mapping(audio_feature)
+            if self.memory_mode == "argmax":
+                weights = straight_through_argmax(weights)
+            fused = self.memory(weights)
         image = self.decoder(face_feature, audio_feature, fused, skips)
         return GeneratorOutput(image=image, weights=weights, fused_mouth=fused)
 

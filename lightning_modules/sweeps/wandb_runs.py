@@ -35,6 +35,7 @@ class WandbRun:
     project: str = ""
     summary: dict[str, Any] = field(default_factory=dict)
     exit_code: int | None = None     # None: the log has no exit record (the run was killed)
+    history: list[dict[str, Any]] = field(default_factory=list)  # logged rows, in order
 
 
 def iter_records(path: Path) -> Iterator[bytes]:
@@ -85,7 +86,8 @@ def _remove(tree: dict[str, Any], keys: list[str]) -> None:
 
 
 def read_run(run_dir: str | Path) -> WandbRun:
-    """Identity and final summary of the run in `run_dir` (an offline-run-* or run-* folder)."""
+    """Identity, logged history rows and final summary of the run in `run_dir` (an
+    offline-run-* or run-* folder)."""
     from wandb.proto import wandb_internal_pb2 as pb
 
     run_dir = Path(run_dir)
@@ -110,6 +112,12 @@ def read_run(run_dir: str | Path) -> WandbRun:
                 _set(run.summary, keys, json.loads(item.value_json))
             for item in record.summary.remove:
                 _remove(run.summary, [item.key] if item.key else list(item.nested_key))
+        elif kind == "history":
+            row: dict[str, Any] = {}
+            for item in record.history.item:
+                key = item.key or ".".join(item.nested_key)
+                row[key] = json.loads(item.value_json)
+            run.history.append(row)
         elif kind == "exit":
             run.exit_code = record.exit.exit_code
     return run

@@ -1,0 +1,81 @@
+"""`lipmem infer --model REF --face FACE --audio AUDIO --out OUT.mp4`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+import torch
+
+
+def add_infer_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", required=True,
+                        help="model reference (model-RUN:best, wandb:ENTITY/PROJECT/model-RUN:"
+                             "latest) or a .ckpt file")
+    parser.add_argument("--face", required=True,
+                        help="video (looped/ping-ponged to the audio's length) or still image")
+    parser.add_argument("--audio", required=True,
+                        help="any FFmpeg-readable audio file, or - to read a stream from stdin")
+    parser.add_argument("--out", required=True, help="output video (mp4: H.264 + AAC)")
+    parser.add_argument("--device", default="auto", help="auto (cuda when available), cpu, cuda")
+    parser.add_argument("--batch-size", type=int, default=None,
+                        help="frames generated together (default 32; 4 with --stream)")
+    parser.add_argument("--precision", default=None, choices=[None, "32-true", "bf16-mixed"],
+                        help="bf16-mixed on GPUs")
+    parser.add_argument("--stream", action="store_true",
+                        help="consume the audio in chunks and write frames as soon as their "
+                             "audio window is complete (bounded latency, see README)")
+    parser.add_argument("--chunk-seconds", type=float, default=0.04,
+                        help="--stream: audio chunk size in seconds (default one frame, 0.04)")
+    parser.add_argument("--audio-format", default=None,
+                        help="FFmpeg demuxer for the audio when it cannot be probed (e.g. wav, "
+                             "s16le for raw PCM on stdin)")
+    parser.add_argument("--face-mode", default="pingpong", choices=["pingpong", "loop"],
+                        help="how a face video shorter than the audio is extended")
+    parser.add_argument("--detector", default=None,
+                        help="face detector class path (default: OpenCV's bundled Haar cascade)")
+    parser.add_argument("--registry", default=None,
+                        help="local artifact registry (default: $LIPMEM_REGISTRY or ./artifacts)")
+    parser.add_argument("--report", default=None, help="write timing/latency JSON here")
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"--device {name}: CUDA is not available on this machine")
+    return device
+
+
+def run_infer(args: argparse.Namespace) -> int:
+    from datamodules.atomic_files import write_json_atomic
+    from lightning_modules.clip_generation import load_generator
+    from lightning_modules.infer.face_input import load_face
+    from lightning_modules.infer.pipeline import infer_batch, infer_stream, stream_chunks
+
+    try:
+        device = pick_device(args.device)
+        model = load_generator(args.model, registry=args.registry, device=device)
+        face = load_face(args.face, model.geometry.fps, mode=args.face_mode,
+                         detector=args.detector, crop=model.geometry.crop)
+        if args.stream:
+            chunks = stream_chunks(args.audio, model.geometry.sample_rate, args.chunk_seconds,
+                                   args.audio_format)
+            result = infer_stream(model, face, chunks, args.out, device=device,
+                                  batch_size=args.batch_size or 4, precision=args.precision)
+        else:
+            result = infer_batch(model, face, args.audio, args.out, device=device,
+                                 batch_size=args.batch_size or 32, precision=args.precision,
+                                 show_progress=sys.stderr.isatty())
+    except (ValueError, FileNotFoundError) as exc:
+        print(f"lipmem infer: error: {exc}", file=sys.stderr)
+        return 2
+    summary = {"model": args.model, "resolved": model.checkpoint, "face": args.face,
+               "audio": args.audio, "device": str(device), "stream": bool(args.stream),
+               **result.summary()}
+    if args.report:
+        write_json_atomic(args.report, summary)
+    print(json.dumps(summary))
+    return 0

@@ -1,0 +1,93 @@
+"""The face to animate: a video (looped or ping-ponged to the audio's length) or a still
+image, with the face found and tracked once per source frame.
+
+Detection and tracking are data preparation's (datamodules.prep), so the crops a model
+sees at inference are cut exactly like the crops it was trained on.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from datamodules.prep.face_detect import FaceDetector, load_detector
+from datamodules.prep.media import decode_video
+from datamodules.prep.tracking import FaceTrack, TrackConfig, crop_and_resize, track_faces
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"}
+MODES = ("loop", "pingpong")
+
+
+class FaceInputError(ValueError):
+    """The face input cannot be used; the message names the file."""
+
+
+@dataclass
+class FaceSource:
+    path: str
+    frames: np.ndarray          # uint8 (N, H, W, 3) source frames at the model's fps
+    track: FaceTrack            # per source frame: square crop box
+    still: bool
+    mode: str = "pingpong"
+
+    def index(self, k: int) -> int:
+        """Source frame for output frame ``k``."""
+        n = len(self.frames)
+        if n == 1:
+            return 0
+        if self.mode == "loop":
+            return k % n
+        period = 2 * n - 2
+        i = k % period
+        return i if i < n else period - i
+
+    def crop(self, k: int, size: int) -> np.ndarray:
+        i = self.index(k)
+        return crop_and_resize(self.frames[i], self.track.boxes[i], size)
+
+    def frame(self, k: int) -> np.ndarray:
+        return self.frames[self.index(k)]
+
+    def box(self, k: int) -> tuple[int, int, int, int]:
+        return tuple(int(v) for v in self.track.boxes[self.index(k)])
+
+
+def even_frames(frames: np.ndarray) -> np.ndarray:
+    """H.264 4:2:0 needs even sides: drop a last row/column if odd."""
+    h, w = frames.shape[1:3]
+    return frames[:, : h - h % 2, : w - w % 2]
+
+
+def load_face(path: str | Path, fps: int, *, mode: str = "pingpong",
+              detector: FaceDetector | str | None = None,
+              max_seconds: float | None = None, crop: dict | None = None) -> FaceSource:
+    """Decode ``path`` (video at ``fps``, or a still image) and track its face; ``crop``
+    (margin, shift_y, detector) as `lipmem data prep` cut the training crops."""
+    path = Path(path)
+    if mode not in MODES:
+        raise ValueError(f"face mode {mode!r}: expected one of {MODES}")
+    if not path.is_file():
+        raise FaceInputError(f"face {path}: no such file")
+    still = path.suffix.lower() in IMAGE_SUFFIXES
+    try:
+        if still:
+            frames = np.asarray(Image.open(path).convert("RGB"))[None]
+        else:
+            frames = decode_video(path, fps=fps, max_seconds=max_seconds).frames
+    except Exception as exc:  # PIL/PyAV raise many types; all mean "cannot read"
+        raise FaceInputError(f"face {path}: cannot be decoded ({type(exc).__name__}: {exc})"
+                             ) from exc
+    if len(frames) == 0:
+        raise FaceInputError(f"face {path}: no frames")
+    frames = even_frames(np.ascontiguousarray(frames))
+    crop = crop or {}
+    detector = detector if detector is not None else crop.get("detector")
+    track = track_faces(frames, load_detector(detector), source=str(path),
+                        margin=crop.get("margin") if crop.get("margin") is not None
+                        else TrackConfig.margin,
+                        shift_y=crop.get("shift_y") if crop.get("shift_y") is not None
+                        else TrackConfig.shift_y)
+    return FaceSource(str(path), frames, track, still, mode)

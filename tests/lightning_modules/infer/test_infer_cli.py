@@ -1,0 +1,123 @@
+"""Real videos in, lip-synced video out: `lipmem data prep` -> shards -> a tiny `lipmem fit`
+-> `lipmem infer`, on mp4 files made from a photographic face (scikit-image's astronaut)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+from skimage import data as skdata
+
+from tests.conftest import LIPMEM, REPO
+from tests.media_fixtures import make_audio_file, make_talking_video
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, lipmem_cli):
+    """Three speakers' videos -> prep (48 px) -> 4-batch smoke fit -> model-RUN:best."""
+    tmp = tmp_path_factory.mktemp("infer")
+    for i, speaker in enumerate(("ann", "ben", "cat")):
+        make_talking_video(tmp / "videos" / speaker / "take1.mp4", seconds=3.0, size=160, seed=i)
+    out = lipmem_cli(["data", "prep", "--videos", str(tmp / "videos"), "--out",
+                      str(tmp / "corpus"), "--image-size", "48", "--clip-seconds", "1.5",
+                      "--workers", "1", "--split", "0.34", "0.33", "0.33"], tmp)
+    assert out.returncode == 0, out.stderr[-3000:]
+    out = lipmem_cli(["fit", "--config", "configs/smoke.yaml", f"--data.root={tmp / 'corpus'}",
+                      f"--trainer.default_root_dir={tmp / 'run'}",
+                      "--model.val_video_seconds=0"], tmp)
+    assert out.returncode == 0, out.stderr[-3000:]
+    names = [p.name for p in (tmp / "registry").iterdir() if p.name.startswith("model-")]
+    assert len(names) == 1
+    return tmp, f"{names[0]}:best"
+
+
+def infer(tmp: Path, model: str, face: Path, audio: str, out: Path, *extra: str,
+          stdin: bytes | None = None) -> subprocess.CompletedProcess:
+    env = {"LIPMEM_REGISTRY": str(tmp / "registry"), "PYTHONPATH": str(REPO),
+           "HOME": str(tmp / "home"), "PATH": str(Path(sys.executable).parent)}
+    return subprocess.run(LIPMEM + ["infer", "--model", model, "--face", str(face), "--audio",
+                                    audio, "--out", str(out), *extra],
+                          cwd=REPO, env=env, input=stdin, capture_output=True, timeout=600,
+                          check=False)
+
+
+def streams(path: Path) -> tuple[int, tuple[int, int], float]:
+    """(video frames, (width, height), audio seconds)."""
+    with av.open(str(path)) as container:
+        video, audio = container.streams.video[0], container.streams.audio[0]
+        frames = sum(1 for _ in container.decode(video))
+        return frames, (video.width, video.height), float(audio.duration * audio.time_base)
+
+
+def decoded(path: Path) -> np.ndarray:
+    with av.open(str(path)) as container:
+        return np.stack([f.to_ndarray(format="rgb24") for f in container.decode(video=0)])
+
+
+def test_video_face_gives_one_frame_per_25th_of_the_audio(trained):
+    tmp, model = trained
+    audio = make_audio_file(tmp / "speech.wav", seconds=2.32, seed=5)
+    out = infer(tmp, model, tmp / "videos" / "ann" / "take1.mp4", str(audio), tmp / "out.mp4")
+    assert out.returncode == 0, out.stderr[-3000:]
+    frames, size, audio_seconds = streams(tmp / "out.mp4")
+    assert frames == round(2.32 * 25)  # the 3 s face video is cut to the audio's length
+    assert size == (160, 160)  # the full frame, not the crop
+    assert audio_seconds == pytest.approx(2.32, abs=0.03)
+
+
+def test_still_image_face_and_compressed_audio(trained, tmp_path):
+    tmp, model = trained
+    face = tmp_path / "astronaut.png"
+    from PIL import Image
+
+    Image.fromarray(skdata.astronaut()[:300, 50:350]).save(face)
+    audio = make_audio_file(tmp_path / "speech.m4a", seconds=1.2, seed=6)
+    out = infer(tmp, model, face, str(audio), tmp_path / "still.mp4")
+    assert out.returncode == 0, out.stderr[-3000:]
+    frames, size, _ = streams(tmp_path / "still.mp4")
+    assert size == (300, 300)
+    assert abs(frames - round(1.2 * 25)) <= 1  # AAC priming may add a few ms
+
+
+def test_stream_mode_writes_the_same_video_as_batch_mode(trained, tmp_path):
+    tmp, model = trained
+    face = tmp / "videos" / "ben" / "take1.mp4"
+    audio = make_audio_file(tmp_path / "speech.wav", seconds=1.0, seed=7)
+    batch = infer(tmp, model, face, str(audio), tmp_path / "batch.mp4")
+    assert batch.returncode == 0, batch.stderr[-3000:]
+    # the stream arrives on stdin, in 40 ms chunks
+    stream = infer(tmp, model, face, "-", tmp_path / "stream.mp4", "--stream",
+                   "--report", str(tmp_path / "report.json"), stdin=audio.read_bytes())
+    assert stream.returncode == 0, stream.stderr[-3000:]
+    a, b = decoded(tmp_path / "batch.mp4"), decoded(tmp_path / "stream.mp4")
+    assert a.shape == b.shape == (25, 160, 160, 3)
+    assert np.abs(a.astype(int) - b.astype(int)).max() <= 2
+    import json
+
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert report["frames"] == 25 and report["latency_ms"]["median"] > 0
+
+
+@pytest.mark.parametrize("case", ["faceless", "bad_audio", "bad_model"])
+def test_bad_input_is_a_clear_error_naming_it(trained, tmp_path, case):
+    tmp, model = trained
+    face = tmp / "videos" / "ann" / "take1.mp4"
+    audio = str(make_audio_file(tmp_path / "speech.wav", seconds=0.5))
+    if case == "faceless":
+        face = make_talking_video(tmp_path / "wall.mp4", seconds=1.0, face=False)
+        named = "wall.mp4"
+    elif case == "bad_audio":
+        audio = str(tmp_path / "noise.mp3")
+        Path(audio).write_bytes(b"not audio at all" * 100)
+        named = "noise.mp3"
+    else:
+        model = "model-doesnotexist:best"
+        named = model
+    out = infer(tmp, model, face, audio, tmp_path / "out.mp4")
+    assert out.returncode == 2
+    assert named in out.stderr.decode() and "Traceback" not in out.stderr.decode()
+    assert not (tmp_path / "out.mp4").exists()
