@@ -59,25 +59,20 @@ def wandb_run_id(ckpt_file: Path) -> str | None:
     return info.get("wandb_run_id")
 
 
-def load_checkpoint(ref: str, registry: str | None = None) -> tuple[Path, dict[str, Any]]:
-    """Resolve a model reference or path and read the checkpoint without running code
-    (``torch.load(weights_only=True)``); artifact files are sha256-checked on resolve."""
-    import torch
+def load_checkpoint(ref: str, registry: str | None = None,
+                    what: str = "model") -> tuple[Path, dict[str, Any]]:
+    """Resolve a model reference or path and read the checkpoint without running code:
+    artifact files are sha256-checked on resolve, run-folder files against their sidecar,
+    then ``torch.load(weights_only=True)`` (checkpoint_digest.load_checkpoint_safely)."""
+    from lightning_modules.checkpoint_digest import load_checkpoint_safely
 
     try:
         path = resolve_ckpt_path(str(ref), registry)
     except Exception as exc:
-        raise ValueError(f"model {str(ref)!r} does not resolve: {exc}") from exc
+        raise ValueError(f"{what} {str(ref)!r} does not resolve: {exc}") from exc
     if path is None or path in LIGHTNING_CKPT_VALUES or not Path(path).is_file():
-        raise FileNotFoundError(f"model {str(ref)!r}: no checkpoint file at {path!r}")
-    from lightning_modules.checkpoint_digest import verify_digest
-
-    verify_digest(path, warn_missing=False)  # a run folder's sidecar; registry: checked above
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise ValueError(f"checkpoint {path} cannot be read safely (torch.load "
-                         f"weights_only=True: {type(exc).__name__}: {exc})") from exc
-    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
+        raise FileNotFoundError(f"{what} {str(ref)!r}: no checkpoint file at {path!r}")
+    checkpoint = load_checkpoint_safely(path, warn_missing=False)
+    if "state_dict" not in checkpoint:
         raise ValueError(f"checkpoint {path} has no state_dict (not a Lightning checkpoint)")
     return Path(path), checkpoint

@@ -218,19 +218,9 @@ def load_sync_expert(ref: str | Path, registry: str | None = None,
                      device: str | torch.device = "cpu") -> LoadedSyncExpert:
     """A SyncNet in eval mode from a checkpoint file or a reference (``syncnet-RUN:best``),
     read with ``weights_only=True`` and rebuilt from the record in the checkpoint."""
-    from lightning_modules.checkpoint_refs import resolve_ckpt_path
+    from lightning_modules.checkpoint_refs import load_checkpoint
 
-    try:
-        path = resolve_ckpt_path(str(ref), registry)
-    except Exception as exc:
-        raise ValueError(f"sync expert {str(ref)!r} does not resolve: {exc}") from exc
-    if path is None or not Path(path).is_file():
-        raise FileNotFoundError(f"sync expert {str(ref)!r}: no checkpoint file at {path!r}")
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise ValueError(f"checkpoint {path} cannot be read safely (torch.load "
-                         f"weights_only=True: {type(exc).__name__}: {exc})") from exc
+    path, checkpoint = load_checkpoint(str(ref), registry, what="sync expert")
     record = checkpoint.get(RECORD_KEY) if isinstance(checkpoint, dict) else None
     if not isinstance(record, dict) or "net" not in record:
         raise ValueError(f"checkpoint {path} has no {RECORD_KEY!r} record: not a sync expert "
