@@ -25,7 +25,7 @@ class VideoWriter:
     def __init__(self, path: str | os.PathLike, *, fps: int, sample_rate: int | None = None,
                  video_codec: str = "libx264", audio_codec: str = "aac", crf: int = 18,
                  preset: str = "veryfast", audio_bitrate: int = 128_000,
-                 container_format: str | None = None) -> None:
+                 container_format: str | None = None, threads: int | None = None) -> None:
         self.path = Path(path)
         if fps <= 0:
             raise ValueError(f"fps={fps}: must be positive")
@@ -33,6 +33,7 @@ class VideoWriter:
         self.sample_rate = sample_rate
         self.video_codec, self.audio_codec = video_codec, audio_codec
         self.crf, self.preset, self.audio_bitrate = crf, preset, audio_bitrate
+        self.threads = threads  # encoder threads (None: FFmpeg's choice, one per core)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
         fmt = container_format or (self.path.suffix.lstrip(".") or "mp4")
@@ -59,6 +60,8 @@ class VideoWriter:
         stream.pix_fmt = "yuv420p"
         if self.video_codec == "libx264":
             stream.options = {"crf": str(self.crf), "preset": self.preset}
+        if self.threads is not None:
+            stream.codec_context.thread_count = self.threads
         return stream
 
     def add_frames(self, frames: np.ndarray) -> None:

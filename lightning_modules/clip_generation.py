@@ -149,7 +149,7 @@ def _autocast(device: torch.device, precision: str | None) -> contextlib.Abstrac
     raise ValueError(f"precision={precision!r}: use 32-true or bf16-mixed")
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def generate_frames(generator: LipSyncGenerator, faces: np.ndarray, mels: np.ndarray,
                     mask: np.ndarray | torch.Tensor, *, references: np.ndarray | None = None,
                     batch_size: int = 32, device: str | torch.device | None = None,
