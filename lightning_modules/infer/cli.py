@@ -34,6 +34,10 @@ def add_infer_arguments(parser: argparse.ArgumentParser) -> None:
                              "s16le for raw PCM on stdin)")
     parser.add_argument("--face-mode", default="pingpong", choices=["pingpong", "loop"],
                         help="how a face video shorter than the audio is extended")
+    parser.add_argument("--face-max-seconds", type=float, default=30.0,
+                        help="decode at most this much of a face video; it is ping-ponged or "
+                             "looped after that (frames are held in memory: 30 s of 720p is "
+                             "about 2 GB); batch mode decodes no more than the audio needs")
     parser.add_argument("--detector", default=None,
                         help="face detector class path (default: OpenCV's bundled Haar cascade)")
     parser.add_argument("--registry", default=None,
@@ -59,8 +63,18 @@ def run_infer(args: argparse.Namespace) -> int:
     try:
         device = pick_device(args.device)
         model = load_generator(args.model, registry=args.registry, device=device)
+        audio = None
+        if not args.stream:  # batch: the audio's length bounds how much face video to decode
+            from lightning_modules.infer.audio_input import load_audio
+
+            audio = load_audio(args.audio, model.geometry.sample_rate,
+                               audio_format=args.audio_format)
+        # a second more than the audio needs, so the track's temporal smoothing near the
+        # last used frame sees the same neighbours as in stream mode
+        seconds = args.face_max_seconds if audio is None else \
+            min(audio.size / model.geometry.sample_rate + 1.0, args.face_max_seconds)
         face = load_face(args.face, model.geometry.fps, mode=args.face_mode,
-                         detector=args.detector, crop=model.geometry.crop)
+                         detector=args.detector, crop=model.geometry.crop, max_seconds=seconds)
         if args.stream:
             chunks = stream_chunks(args.audio, model.geometry.sample_rate, args.chunk_seconds,
                                    args.audio_format)
@@ -68,7 +82,7 @@ def run_infer(args: argparse.Namespace) -> int:
                                   batch_size=args.batch_size or 4, precision=args.precision)
         else:
             batch_size = args.batch_size or (32 if device.type == "cuda" else 8)
-            result = infer_batch(model, face, args.audio, args.out, device=device,
+            result = infer_batch(model, face, audio, args.out, device=device,
                                  batch_size=batch_size, precision=args.precision,
                                  show_progress=sys.stderr.isatty())
     except (ValueError, FileNotFoundError) as exc:

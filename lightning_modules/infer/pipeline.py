@@ -100,13 +100,15 @@ def _progress(total: int | None, description: str) -> Any:
                     TimeRemainingColumn(), transient=False)
 
 
-def infer_batch(model: LoadedGenerator, face: FaceSource, audio_path: str | Path,
+def infer_batch(model: LoadedGenerator, face: FaceSource, audio: str | Path | np.ndarray,
                 out: str | Path, *, device: torch.device, batch_size: int = 32,
                 precision: str | None = None, show_progress: bool = True) -> InferResult:
-    """Whole audio first, then every frame in batches."""
+    """Whole audio first (a file, or samples at the model's rate), then every frame in
+    batches."""
     geometry = model.geometry
     started = time.perf_counter()
-    audio = load_audio(audio_path, geometry.sample_rate)
+    if not isinstance(audio, np.ndarray):
+        audio = load_audio(audio, geometry.sample_rate)
     frames = max(1, round(audio.size * geometry.fps / geometry.sample_rate))
     mels = frame_mels(audio, frames, geometry.cutter())
     renderer = FrameRenderer(model, face, device=device, batch_size=batch_size,
