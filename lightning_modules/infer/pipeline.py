@@ -87,7 +87,7 @@ class FrameRenderer:
         return np.stack(out)
 
 
-def _progress(total: int | None, description: str) -> Any:
+def _progress(description: str) -> Any:
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -113,7 +113,7 @@ def infer_batch(model: LoadedGenerator, face: FaceSource, audio: str | Path | np
     mels = frame_mels(audio, frames, geometry.cutter())
     renderer = FrameRenderer(model, face, device=device, batch_size=batch_size,
                              precision=precision)
-    progress = _progress(frames, "lipmem infer") if show_progress else None
+    progress = _progress("lipmem infer") if show_progress else None
     with VideoWriter(out, fps=geometry.fps, sample_rate=geometry.sample_rate) as writer:
         task = progress.add_task("frames", total=frames) if progress else None
         if progress:
