@@ -6,6 +6,7 @@ import torch
 from torch import nn
 
 from lightning_modules.nets.blocks import ConvBlock, UpBlock, make_norm
+from lightning_modules.nets.constant_channel_conv import conv_with_constant_channels
 
 
 class Decoder(nn.Module):
@@ -14,7 +15,9 @@ class Decoder(nn.Module):
     The three vectors are joined at the 1x1 bottleneck, as the method says; the audio and
     fused mouth features are also broadcast into every upsampling stage as a few extra
     channels, so the mouth, which the skips cannot carry (it is masked), is drawn from them
-    at every scale rather than squeezed through the bottleneck alone.
+    at every scale rather than squeezed through the bottleneck alone. Those broadcast
+    channels are never materialised: each fuse conv applies its weights for them to the
+    vector directly (`conv_with_constant_channels`, exact).
     """
 
     def __init__(self, skip_channels: list[int], bottom_size: int, face_dim: int = 256,
@@ -43,12 +46,12 @@ class Decoder(nn.Module):
                 skips: list[torch.Tensor]) -> torch.Tensor:
         """Vectors (B, *) and skips (full resolution first) -> image (B, 3, S, S) in [0, 1]."""
         vector = torch.cat([face, audio, mouth.to(face.dtype)], dim=1)
-        cond = self.condition(torch.cat([audio, mouth.to(audio.dtype)], dim=1))[:, :, None, None]
+        cond = self.condition(torch.cat([audio, mouth.to(audio.dtype)], dim=1))
         x = self.from_vector(vector[:, :, None, None])
         for level in range(len(skips) - 1, -1, -1):
-            skip = skips[level]
-            c = cond.expand(-1, -1, skip.shape[2], skip.shape[3]).to(skip.dtype)
-            x = self.fuse[level](torch.cat([x, skip, c], dim=1))
+            conv, norm, act = self.fuse[level]
+            x = act(norm(conv_with_constant_channels(conv, torch.cat([x, skips[level]], dim=1),
+                                                     cond)))
             if level > 0:
                 x = self.up[level - 1](x)
         return self.to_rgb(x)
