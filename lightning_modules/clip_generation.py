@@ -23,6 +23,7 @@ from datamodules.masks import LowerFaceMask
 from datamodules.sample_format import Clip
 from datamodules.windows import WindowCutter
 from lightning_modules.nets import LipSyncGenerator
+from lightning_modules.nets.batchnorm_folding import fold_batchnorm
 
 MODEL_RECORD_KEY = "lipmem_model"
 MODEL_RECORD_FORMAT = 1
@@ -90,10 +91,13 @@ class LoadedGenerator:
 
 
 def load_generator(ref: str | Path, registry: str | None = None,
-                   device: str | torch.device = "cpu") -> LoadedGenerator:
+                   device: str | torch.device = "cpu", fold_norms: bool = True
+                   ) -> LoadedGenerator:
     """A generator in eval mode from a checkpoint file or a model reference
     (``model-RUN:best``, ``wandb:e/p/model-RUN:latest``): sha256-checked when it comes from
-    an artifact, read without running code, rebuilt from the record in the checkpoint."""
+    an artifact, read without running code, rebuilt from the record in the checkpoint.
+    ``fold_norms`` merges BatchNorm into the convolutions (same output up to float rounding,
+    faster): the result is for inference only, its state_dict no longer has BatchNorm keys."""
     from lightning_modules.checkpoint_refs import load_checkpoint
 
     path, checkpoint = load_checkpoint(str(ref), registry)
@@ -117,10 +121,13 @@ def load_generator(ref: str | Path, registry: str | None = None,
     if not bool(generator.memory.loaded):
         raise ValueError(f"checkpoint {path}: the generator's memory codes were never loaded "
                          "(a checkpoint saved before training started?)")
+    generator.eval()
+    if fold_norms:
+        fold_batchnorm(generator)
     geometry = Geometry(**record.get("geometry", {}))
     info = {"checkpoint": str(path), "ref": str(ref), "global_step": checkpoint.get("global_step"),
             "epoch": checkpoint.get("epoch"), "memory": checkpoint.get("memory_info") or {}}
-    return LoadedGenerator(generator.eval().to(device), geometry, str(path), info)
+    return LoadedGenerator(generator.to(device), geometry, str(path), info)
 
 
 def frame_mels(audio: np.ndarray, num_frames: int, cutter: WindowCutter, shift: int = 0
