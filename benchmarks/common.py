@@ -5,11 +5,12 @@ from __future__ import annotations
 import json
 import os
 import platform
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from datamodules.atomic_files import write_json_atomic
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -36,11 +37,7 @@ def machine() -> dict[str, Any]:
 def write_result(name: str, payload: dict[str, Any]) -> Path:
     RESULTS.mkdir(parents=True, exist_ok=True)
     path = RESULTS / f"{name}.json"
-    fd, tmp = tempfile.mkstemp(dir=RESULTS, prefix=f".{name}.", suffix=".tmp")
-    with os.fdopen(fd, "w") as fh:
-        json.dump({"benchmark": name, "machine": machine(), **payload}, fh, indent=2)
-        fh.write("\n")
-    os.replace(tmp, path)
+    write_json_atomic(path, {"benchmark": name, "machine": machine(), **payload})
     print(json.dumps(payload, indent=2))
     print(f"written to {path}")
     return path

@@ -111,13 +111,14 @@ class BankCLI(RunFolderCLI):
         parser.link_arguments("data.image_size", "model.net.init_args.image_size")
 
 
-def run_trainer_cli(args: list[str] | None = None) -> None:
+def _run_subcommand_cli(cli_class: type[LipmemCLI], model_class: type, default_config: Path,
+                        args: list[str] | None) -> None:
+    """A fit/validate/test/predict CLI with ``default_config`` loaded first (when present)."""
     from datamodules.lipsync_datamodule import LipSyncDataModule
-    from lightning_modules.lipsync_gan import LipSyncGAN
 
-    defaults = [str(DEFAULT_CONFIG)] if DEFAULT_CONFIG.is_file() else []
-    LipmemCLI(
-        LipSyncGAN,
+    defaults = [str(default_config)] if default_config.is_file() else []
+    cli_class(
+        model_class,
         LipSyncDataModule,
         parser_kwargs={
             "parser_mode": "omegaconf",
@@ -127,6 +128,12 @@ def run_trainer_cli(args: list[str] | None = None) -> None:
         save_config_kwargs={"overwrite": True},
         args=args,
     )
+
+
+def run_trainer_cli(args: list[str] | None = None) -> None:
+    from lightning_modules.lipsync_gan import LipSyncGAN
+
+    _run_subcommand_cli(LipmemCLI, LipSyncGAN, DEFAULT_CONFIG, args)
 
 
 class SyncExpertCLI(LipmemCLI):
@@ -142,21 +149,9 @@ class SyncExpertCLI(LipmemCLI):
 
 def run_sync_expert_cli(args: list[str] | None = None) -> None:
     """`lipmem fit --config configs/sync_expert.yaml`: SyncExpert on the same shards."""
-    from datamodules.lipsync_datamodule import LipSyncDataModule
     from lightning_modules.sync_expert import SyncExpert
 
-    defaults = [str(SYNC_EXPERT_CONFIG)] if SYNC_EXPERT_CONFIG.is_file() else []
-    SyncExpertCLI(
-        SyncExpert,
-        LipSyncDataModule,
-        parser_kwargs={
-            "parser_mode": "omegaconf",
-            **{cmd: {"default_config_files": defaults} for cmd in TRAINER_COMMANDS},
-        },
-        save_config_callback=LoggedConfigCallback,
-        save_config_kwargs={"overwrite": True},
-        args=args,
-    )
+    _run_subcommand_cli(SyncExpertCLI, SyncExpert, SYNC_EXPERT_CONFIG, args)
 
 
 def run_bank_build(args: list[str]) -> int:

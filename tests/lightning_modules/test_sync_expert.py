@@ -57,6 +57,9 @@ def test_print_config_builds_the_expert_over_the_same_datamodule(tiny_corpus, tm
     assert cfg["data"]["image_size"] == 48  # from the overlay (the net's is linked to it)
     assert cfg["data"]["off_sync_min_shift"] == 3  # from sync_expert.yaml
     assert "loss" not in cfg["model"]
+    # its checkpoints are written atomically too (sync_expert.yaml does not load default.yaml)
+    assert [p["class_path"] for p in cfg["trainer"]["plugins"]] == [
+        "lightning_modules.atomic_checkpoint_io.AtomicCheckpointIO"]
 
 
 def test_fit_publishes_a_syncnet_artifact(eval_models):
