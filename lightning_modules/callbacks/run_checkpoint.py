@@ -47,6 +47,24 @@ class RunCheckpoint(ModelCheckpoint):
             # checkpoint at this same step must still be written
             self._last_global_step_saved = saved
 
+    def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:
+        super().on_train_epoch_end(trainer, pl_module)
+        if self._should_save_on_train_epoch_end(trainer):
+            self._save_last_if_stale(trainer)
+
+    def on_validation_end(self, trainer: Any, pl_module: Any) -> None:
+        super().on_validation_end(trainer, pl_module)
+        if not self._should_save_on_train_epoch_end(trainer):
+            self._save_last_if_stale(trainer)
+
+    def _save_last_if_stale(self, trainer: Any) -> None:
+        """Since Lightning 2.6, `save_last: true` rewrites last.ckpt only at a step where a
+        top-k checkpoint was written, so with save_top_k=1 `last` was the *best* state:
+        `--ckpt_path last` went back in time and the `latest` artifact was the best one.
+        last.ckpt here is always the latest save point (epoch end / validation)."""
+        if self.save_last is True and not self._should_skip_saving_checkpoint(trainer):
+            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
+
     def setup(self, trainer: Any, pl_module: Any, stage: str) -> None:
         if self.dirpath is None:
             self.dirpath = os.path.join(trainer.default_root_dir, "checkpoints")
