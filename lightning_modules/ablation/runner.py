@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from datamodules.atomic_files import write_json_atomic
+from datamodules.atomic_files import atomic_path, write_json_atomic
 from lightning_modules.ablation.commands import (
     CHECKPOINT,
     EVAL_JSON,
@@ -218,7 +218,8 @@ class AblationRunner:
                                                          "eval_seconds", "fit_metrics",
                                                          "eval_metrics")} for r in results}}
         write_json_atomic(self.layout.out / "ablation.json", report, allow_nan=True)
-        (self.layout.out / "ablation.md").write_text(markdown(report))
+        with atomic_path(self.layout.out / "ablation.md") as tmp:
+            tmp.write_text(markdown(report))
         return report
 
     def __call__(self) -> int:
