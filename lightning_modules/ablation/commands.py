@@ -12,7 +12,9 @@ from pathlib import Path
 from lightning_modules.ablation.spec import AblationSpec, Run
 from lightning_modules.sweeps.command import resolve_executable
 
-CHECKPOINT = Path("checkpoints") / "last.ckpt"
+# Every arm is scored at its best validation point (val/l1_mouth, the fit's top-1 checkpoint),
+# which the runner links here after the fit; the test split stays unseen by the selection.
+CHECKPOINT = Path("checkpoints") / "best.ckpt"
 EVAL_JSON = "eval.json"
 
 

@@ -81,6 +81,28 @@ def run_job(argv: list[str], folder: Path, label: str, env: dict[str, str]) -> f
     return time.monotonic() - start
 
 
+def link_best_checkpoint(run_dir: Path) -> Path:
+    """Expose the fit's one top-k checkpoint (RunCheckpoint, save_top_k=1) as CHECKPOINT,
+    sha-checked, with its own sidecar, so the eval command can be written down in advance."""
+    from lightning_modules.checkpoint_digest import verify_digest, write_digest
+
+    target = run_dir / CHECKPOINT
+    folder = target.parent
+    candidates = sorted(p for p in folder.glob("*.ckpt") if p.name not in ("last.ckpt", target.name))
+    if len(candidates) != 1:
+        raise JobFailed(f"{folder}: expected exactly one top-k checkpoint besides last.ckpt "
+                        f"(save_top_k: 1), found {[p.name for p in candidates]}")
+    verify_digest(candidates[0])
+    with atomic_path(target, suffix=".ckpt") as tmp:
+        tmp.unlink()
+        try:
+            os.link(candidates[0], tmp)
+        except OSError:
+            shutil.copyfile(candidates[0], tmp)
+    write_digest(target)
+    return target
+
+
 def fit_metrics(run_dir: Path) -> dict[str, float]:
     """The fit's final validation metrics (val/*) from the W&B run it wrote, if any."""
     runs = find_runs(run_dir)
@@ -178,11 +200,11 @@ class AblationRunner:
                 shutil.rmtree(run_dir)
             print(f"{run.name}: fitting (logs in {run_dir})", flush=True)
             seconds = run_job(fit_argv, run_dir, "fit", self.env)
-            if not (run_dir / CHECKPOINT).is_file():
-                raise JobFailed(f"{run.name}: the fit exited 0 but wrote no {CHECKPOINT}")
             fit = {"command": fit_argv, "seconds": round(seconds, 1),
                    "metrics": fit_metrics(run_dir)}
             write_json_atomic(fit_record, fit, allow_nan=False)
+        if not (run_dir / CHECKPOINT).is_file():
+            link_best_checkpoint(run_dir)
         print(f"{run.name}: evaluating", flush=True)
         seconds = run_job(eval_argv, run_dir, "eval", self.env)
         eval_file = run_dir / "eval" / EVAL_JSON

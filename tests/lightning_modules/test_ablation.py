@@ -9,10 +9,16 @@ from pathlib import Path
 import pytest
 import yaml
 
-from lightning_modules.ablation.commands import Layout, fit_command
+from lightning_modules.ablation.commands import CHECKPOINT, Layout, fit_command
 from lightning_modules.ablation.report import aggregate, markdown
-from lightning_modules.ablation.runner import RESULT_JSON, run_ablation
+from lightning_modules.ablation.runner import (
+    RESULT_JSON,
+    JobFailed,
+    link_best_checkpoint,
+    run_ablation,
+)
 from lightning_modules.ablation.spec import AblationConfigError, load_spec
+from lightning_modules.checkpoint_digest import verify_digest, write_digest
 from lightning_modules.cli import run_trainer_cli
 from lightning_modules.memory_config import MemoryConfig
 from lightning_modules.nets import LipSyncGenerator
@@ -161,3 +167,18 @@ def test_finished_runs_are_skipped_and_reported(tiny_corpus, tmp_path, capsys):
     with pytest.raises(SystemExit):
         run_ablation(["run", "--config", str(path), "--out", str(layout.out), "--only", "hard"])
     assert "matches no run" in capsys.readouterr().err
+
+
+def test_eval_scores_the_fits_best_checkpoint_not_its_last(tmp_path):
+    folder = tmp_path / "run" / "checkpoints"
+    folder.mkdir(parents=True)
+    for name, payload in (("last.ckpt", b"step 200"), ("epoch000-l1_mouth0.0685.ckpt", b"step 100")):
+        (folder / name).write_bytes(payload)
+        write_digest(folder / name)
+    best = link_best_checkpoint(tmp_path / "run")
+    assert best == tmp_path / "run" / CHECKPOINT
+    assert best.read_bytes() == b"step 100" and verify_digest(best)
+    (folder / "epoch001-l1_mouth0.0601.ckpt").write_bytes(b"step 200")
+    best.unlink()
+    with pytest.raises(JobFailed, match="exactly one top-k checkpoint.*epoch000.*epoch001"):
+        link_best_checkpoint(tmp_path / "run")
