@@ -92,4 +92,4 @@ def test_expert_separates_in_sync_from_shifted_pairs_of_unseen_speakers(eval_mod
     assert auc > AUC_THRESHOLD, f"held-out AUC {float(auc):.3f}"
 
 
-AUC_THRESHOLD = 0.7  # measured 0.81 after the smoke config's 120 steps (val speaker: 0.91)
+AUC_THRESHOLD = 0.7  # measured 0.80-0.92 over 7 seeds after the smoke config's 240 steps
