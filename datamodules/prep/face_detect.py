@@ -86,6 +86,15 @@ class HaarFaceDetector:
         return out
 
 
+def scale_boxes(boxes: list[Box], sx: float, sy: float) -> list[Box]:
+    """Boxes found on a resized frame, in pixels of the original (``sx`` = original width /
+    resized width, ``sy`` likewise)."""
+    if sx == 1.0 and sy == 1.0:
+        return list(boxes)
+    return [(round(x * sx), round(y * sy), round(w * sx), round(h * sy), score)
+            for x, y, w, h, score in boxes]
+
+
 def load_detector(spec: str | FaceDetector | None = None,
                   kwargs: Mapping[str, Any] | None = None) -> FaceDetector:
     """A detector instance from ``spec``: None or ``"haar"`` for :class:`HaarFaceDetector`,
@@ -115,4 +124,5 @@ def load_detector(spec: str | FaceDetector | None = None,
     return detector
 
 
-__all__ = ["DEFAULT_DETECTOR", "Box", "FaceDetector", "HaarFaceDetector", "load_detector"]
+__all__ = ["DEFAULT_DETECTOR", "Box", "FaceDetector", "HaarFaceDetector", "load_detector",
+           "scale_boxes"]

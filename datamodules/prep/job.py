@@ -1,8 +1,9 @@
 """One video -> its clip samples (in a staging tar) or a skip reason; runs in a worker.
 
 Two decoding passes keep memory flat whatever the video's length and resolution: the first
-runs the detector on every constant-rate frame (only boxes are kept), the second crops the
-frames that fall inside planned clips. A video is finished when its record
+runs the detector on keyframes of a shrunk copy of the frames (``detect_side``; only boxes
+are kept; see :func:`datamodules.prep.tracking.detect_keyframes`), the second crops the
+full-resolution frames that fall inside planned clips. A video is finished when its record
 (``.prep/done/STEM.json``) exists; the record is written after the staging tar, both
 atomically, so an interrupted run redoes at most the videos that were in flight.
 
@@ -27,18 +28,21 @@ import numpy as np
 
 from datamodules.atomic_files import atomic_path, sha256_file, write_json_atomic
 from datamodules.prep.clips import plan_clips
-from datamodules.prep.face_detect import FaceDetector, load_detector
+from datamodules.prep.face_detect import Box, FaceDetector, load_detector, scale_boxes
 from datamodules.prep.media import MediaError, StreamInfo, decode_audio, iter_frames
 from datamodules.prep.sources import VideoTask
 from datamodules.prep.tracking import (
+    FaceTrack,
     NoFaceError,
     TrackConfig,
     crop_and_resize,
+    detect_keyframes,
     track_from_detections,
 )
 from datamodules.sample_format import encode_sample
 
 SKIP_REASONS = ("undecodable", "no_audio", "no_face", "too_short", "error")
+SPLIT_MODES = ("auto", "speaker", "video", "clip")
 STAGING = ".prep"
 SOURCE = "prep"
 
@@ -65,7 +69,11 @@ class PrepConfig:
     shift_y: float = TrackConfig.shift_y
     max_gap: int = TrackConfig.max_gap
     smooth: float = TrackConfig.smooth
+    detect_every: int = 5
+    detect_side: int = 256
+    split_by: str = "auto"
     clips_per_shard: int = 64
+    min_shards: int = 4
     workers: int = 2
 
     @property
@@ -85,7 +93,7 @@ class PrepConfig:
         """The settings that decide a video's clips (not splits or shard packing)."""
         keys = ("image_size", "fps", "sample_rate", "clip_seconds", "min_clip_seconds",
                 "speaker_from", "speaker_sep", "detector", "detector_args", "margin", "shift_y",
-                "max_gap", "smooth")
+                "max_gap", "smooth", "detect_every", "detect_side")
         return {k: getattr(self, k) for k in keys} | {"version": 1}
 
     def problems(self) -> list[tuple[str, str]]:
@@ -107,6 +115,18 @@ class PrepConfig:
                                  f"with train > 0, got {list(self.split)}")))
         if self.clips_per_shard < 1:
             out.append(("clips_per_shard", f"must be >= 1, got {self.clips_per_shard}"))
+        if self.min_shards < 1:
+            out.append(("min_shards", f"must be >= 1, got {self.min_shards}"))
+        if self.split_by not in SPLIT_MODES:
+            out.append(("split_by", (f"must be one of {', '.join(SPLIT_MODES)}, got "
+                                     f"{self.split_by!r}")))
+        if not 1 <= self.detect_every <= self.max_gap + 1:
+            out.append(("detect_every", (f"must be in 1..max_gap + 1 = {self.max_gap + 1} "
+                                        f"(frames between keyframes are bridged like missed "
+                                        f"detections), got {self.detect_every}")))
+        if self.detect_side != 0 and self.detect_side < 32:
+            out.append(("detect_side", (f"must be 0 (full frame) or >= 32, got "
+                                        f"{self.detect_side}")))
         if self.workers < 0:
             out.append(("workers", f"must be >= 0, got {self.workers}"))
         out += self.track.problems()
@@ -187,11 +207,25 @@ def process_video(task: VideoTask, cfg: PrepConfig) -> dict[str, Any]:
     return record
 
 
+def detect_faces(path: str | os.PathLike, cfg: PrepConfig, info: StreamInfo
+                 ) -> list[list[Box] | None]:
+    """The first pass: per constant-rate frame, the detector's boxes in full-frame pixels,
+    or None where it did not run (keyframes, see ``cfg.detect_every``); fills ``info``."""
+    detector = _detector(cfg)
+
+    def detect(small: np.ndarray) -> list[Box]:
+        # info holds the full size from the first frame on
+        return scale_boxes(detector.detect(small), info.width / small.shape[1],
+                           info.height / small.shape[0])
+
+    frames = iter_frames(path, cfg.fps, info=info, max_side=cfg.detect_side or None)
+    return detect_keyframes(frames, detect, cfg.detect_every)
+
+
 def _prepare(task: VideoTask, cfg: PrepConfig) -> dict[str, Any]:
     audio = decode_audio(task.path, cfg.sample_rate)  # first: the cheap refusals
-    detector = _detector(cfg)
     info = StreamInfo()
-    detections = [detector.detect(frame) for frame in iter_frames(task.path, cfg.fps, info=info)]
+    detections = detect_faces(task.path, cfg, info)
     num = info.output_frames
     # frames whose whole audio span exists
     first = max(0, math.ceil((audio.start_time - info.start_time) * cfg.fps - 1e-6))
@@ -235,8 +269,8 @@ def _prepare(task: VideoTask, cfg: PrepConfig) -> dict[str, Any]:
                         extra_meta={"start_frame": span.start,
                                     "start_seconds": round(span.start / cfg.fps, 4),
                                     "detector": cfg.detector or "haar",
-                                    "detected_fraction": round(float(
-                                        track.detected[span.start:span.stop].mean()), 4)}))
+                                    "detected_fraction": _fraction(
+                                        track, span.start, span.stop)}))
                     keys.append(key)
                     crops = []
                     span = next(span_iter, None)
@@ -247,13 +281,20 @@ def _prepare(task: VideoTask, cfg: PrepConfig) -> dict[str, Any]:
     in_range = np.zeros(num, dtype=bool)
     in_range[first:last] = True
     kept = sum(s.num_frames for s in spans)
-    filled = int((track.found & ~track.detected).sum())
+    filled = int((track.found & track.checked & ~track.detected).sum())
     lost = int((in_range & ~track.found).sum())
-    return {"status": "kept", "clips": keys, "frames": kept,
+    return {"status": "kept", "clips": keys, "frames": kept, "video_frames": num,
+            "detector_frames": int(track.checked.sum()),
             "clips_sha256": digest, "seconds": round(seconds, 3),
             "source_fps": round(info.source_fps, 3), "vfr": info.vfr,
             "audio_rate": audio.source_rate, "audio_channels": audio.source_channels,
             "notes": _notes(info, audio.source_rate, audio.source_channels, cfg, filled, lost)}
+
+
+def _fraction(track: FaceTrack, start: int, stop: int) -> float:
+    """Share of the checked frames in [start, stop) where the detector found the face."""
+    checked = int(track.checked[start:stop].sum())
+    return round(int(track.detected[start:stop].sum()) / checked, 4) if checked else 0.0
 
 
 def config_digest(cfg: PrepConfig) -> str:
@@ -266,10 +307,12 @@ def config_record(cfg: PrepConfig) -> dict[str, Any]:
 
 __all__ = [
     "SKIP_REASONS",
+    "SPLIT_MODES",
     "PrepConfig",
     "clips_path",
     "config_digest",
     "config_record",
+    "detect_faces",
     "process_video",
     "record_path",
     "staging_dir",

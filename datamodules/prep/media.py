@@ -76,12 +76,26 @@ def _open(path: str | os.PathLike) -> av.container.InputContainer:
         raise MediaError(path, "undecodable", f"FFmpeg cannot open it ({exc})") from exc
 
 
+def _to_rgb(frame: av.VideoFrame, max_side: int | None) -> np.ndarray:
+    """The frame as uint8 RGB, shrunk by libswscale (area filter) so its longer side is at
+    most ``max_side``: far cheaper than converting the full frame and resizing it after."""
+    w, h = frame.width, frame.height
+    if max_side is None or max(w, h) <= max_side:
+        return frame.to_ndarray(format="rgb24")
+    scale = max_side / max(w, h)
+    return frame.reformat(width=max(1, round(w * scale)), height=max(1, round(h * scale)),
+                          format="rgb24", interpolation="AREA").to_ndarray()
+
+
 def iter_frames(path: str | os.PathLike, fps: int = 25, *, max_seconds: float | None = None,
-                info: StreamInfo | None = None) -> Iterator[np.ndarray]:
+                info: StreamInfo | None = None, max_side: int | None = None
+                ) -> Iterator[np.ndarray]:
     """uint8 RGB frames (H, W, 3) at a constant ``fps``, picked by presentation time (see the
     module docstring). ``info``, when given, is filled in as frames are read (``vfr`` and the
-    totals are final once the iterator is exhausted). Raises :class:`MediaError`
-    (``undecodable``) when the file has no readable video stream or no frame at all."""
+    totals are final once the iterator is exhausted). ``max_side``: shrink frames so their
+    longer side is at most this (for face detection; ``info`` keeps the full size). Raises
+    :class:`MediaError` (``undecodable``) when the file has no readable video stream or no
+    frame at all."""
     info = info if info is not None else StreamInfo()
     container = _open(path)
     try:
@@ -103,13 +117,15 @@ def iter_frames(path: str | os.PathLike, fps: int = 25, *, max_seconds: float | 
                     else info.source_frames * fallback_step
                 if prev is not None and t <= prev_t:
                     continue  # a duplicate or out-of-order timestamp: keep the first
-                image = frame.to_ndarray(format="rgb24")
+                image = _to_rgb(frame, max_side)
                 turns = round((frame.rotation or 0) / 90) % 4  # phone videos: display matrix
                 if turns:
                     image = np.ascontiguousarray(np.rot90(image, turns))  # counterclockwise
                     info.rotation = 90 * turns
                 if prev is None:
-                    info.start_time, info.height, info.width = t, image.shape[0], image.shape[1]
+                    info.start_time = t
+                    info.width, info.height = ((frame.height, frame.width) if turns % 2
+                                               else (frame.width, frame.height))
                 else:
                     info.intervals.append(t - prev_t)
                     midpoint = (prev_t + t) / 2 - info.start_time + 1e-6  # ties: earlier

@@ -17,19 +17,29 @@ Why each step:
 5. **Borders**: boxes may extend past the frame; :func:`crop_and_resize` pads (edge
    replication by default) instead of shifting the face off-centre.
 
+**Keyframes** (:func:`detect_keyframes`): running the detector on every frame is what made
+preparation slow, and a talking head barely moves in a fifth of a second. So the detector
+runs on every K-th frame only and the frames between are left unchecked (``None``); gap
+filling interpolates them like a missed detection, and smoothing does the rest. Where two
+neighbouring keyframes disagree (a face in one only, or the face moved or changed size by
+more than a fraction of its size: a cut, a fast turn), the frames between them are detected
+one by one after all, so the track there is what every-frame detection gives.
+
 Public API (used by ``lipmem data prep`` and ``lipmem infer``)::
 
     detector = load_detector(None)                       # face_detect.py
     track = track_faces(frames, detector, source="talk.mp4")   # frames uint8 (T, H, W, 3)
     track.boxes   # int64 (T, 4): x0, y0, x1, y1, square, may lie partly outside the frame
     track.found   # bool (T,): a face detected or interpolated there
+    dets = detect_keyframes(frames, detector.detect, every=5)  # None = frame not checked
+    track = track_from_detections(dets)                  # the same, 5x fewer detector calls
     crop = crop_and_resize(frames[0], track.boxes[0], 96)    # uint8 (96, 96, 3)
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
 
 import numpy as np
 from scipy.ndimage import gaussian_filter1d, median_filter
@@ -73,13 +83,19 @@ class FaceTrack:
     ``boxes``: int64 (T, 4) ``x0, y0, x1, y1`` (x1 - x0 == y1 - y0), possibly outside the
     frame; frames without a face (``found`` False) carry the nearest run's box so every
     frame can still be cropped. ``detected``: the detector itself fired there (before gap
-    filling). ``faces``: float (T, 3) smoothed face centre x, centre y and size."""
+    filling). ``checked``: the detector ran there (all frames unless keyframes were used).
+    ``faces``: float (T, 3) smoothed face centre x, centre y and size."""
 
     boxes: np.ndarray
     found: np.ndarray
     detected: np.ndarray
     faces: np.ndarray
     source: str = "<frames>"
+    checked: np.ndarray = field(default=None)  # type: ignore[assignment]
+
+    def __post_init__(self) -> None:
+        if self.checked is None:
+            self.checked = np.ones(len(self.found), dtype=bool)
 
     def __len__(self) -> int:
         return int(self.boxes.shape[0])
@@ -95,23 +111,83 @@ def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
                     strict=True))
 
 
-def pick_faces(detections: Sequence[Iterable[Box]]) -> np.ndarray:
+def pick_face(boxes: Iterable[Box] | None, prev: np.ndarray | None) -> np.ndarray | None:
+    """(centre x, centre y, size) of the face to follow among ``boxes``: the one nearest
+    ``prev`` (within half a face size), else the largest; None when there is none."""
+    if boxes is None:
+        return None
+    cands = np.array([[x + w / 2, y + h / 2, max(w, h)] for x, y, w, h, *_ in boxes],
+                     dtype=np.float64).reshape(-1, 3)
+    cands = cands[cands[:, 2] > 0]
+    if not len(cands):
+        return None
+    choice = int(np.argmax(cands[:, 2]))
+    if prev is not None:
+        dist = np.hypot(*(cands[:, :2] - prev[:2]).T) / prev[2]
+        if dist.min() < 0.5:
+            choice = int(np.argmin(dist))
+    return cands[choice]
+
+
+def pick_faces(detections: Sequence[Iterable[Box] | None]) -> np.ndarray:
     """float (T, 3) centre x, centre y, size (max of w, h) of one face per frame; NaN where
-    the frame has no detection."""
+    the frame has no detection (or was not checked: ``None``)."""
     out = np.full((len(detections), 3), np.nan)
     prev: np.ndarray | None = None
     for i, boxes in enumerate(detections):
-        cands = np.array([[x + w / 2, y + h / 2, max(w, h)] for x, y, w, h, *_ in boxes],
-                         dtype=np.float64).reshape(-1, 3)
-        cands = cands[cands[:, 2] > 0]
-        if not len(cands):
-            continue
-        choice = int(np.argmax(cands[:, 2]))
-        if prev is not None:
-            dist = np.hypot(*(cands[:, :2] - prev[:2]).T) / prev[2]
-            if dist.min() < 0.5:
-                choice = int(np.argmin(dist))
-        out[i] = prev = cands[choice]
+        face = pick_face(boxes, prev)
+        if face is not None:
+            out[i] = prev = face
+    return out
+
+
+def _agree(a: np.ndarray | None, b: np.ndarray | None, tolerance: float) -> bool:
+    """Whether two keyframe faces are plausibly the same face, smoothly moved: both absent,
+    or centres within ``tolerance`` face sizes and sizes within a factor 1 + tolerance."""
+    if a is None or b is None:
+        return a is None and b is None
+    size = max(a[2], b[2])
+    return bool(np.hypot(*(a[:2] - b[:2])) <= tolerance * size
+                and size <= (1 + tolerance) * min(a[2], b[2]))
+
+
+def detect_keyframes(frames: Iterable[np.ndarray], detect: Callable[[np.ndarray], list[Box]],
+                     every: int = 5, tolerance: float = 0.2) -> list[list[Box] | None]:
+    """Per-frame detections with the detector run on every ``every``-th frame (and the last)
+    only; ``None`` marks a frame left unchecked. Where neighbouring keyframes disagree (see
+    :func:`_agree`), every frame between them is detected too (see the module docstring).
+    Holds at most ``every - 1`` frames; ``every=1`` detects every frame."""
+    if every < 1:
+        raise ValueError(f"every={every}: must be >= 1")
+    out: list[list[Box] | None] = []
+    pending: list[tuple[int, np.ndarray]] = []  # unchecked frames since the last keyframe
+    last: np.ndarray | None = None
+    started = False
+
+    def keyframe(index: int, frame: np.ndarray) -> None:
+        nonlocal last, started
+        boxes = detect(frame)
+        face = pick_face(boxes, last)
+        if started and pending and not _agree(last, face, tolerance):
+            prev = last
+            for j, between in pending:
+                out[j] = detect(between)
+                picked = pick_face(out[j], prev)
+                prev = prev if picked is None else picked
+            face = pick_face(boxes, prev)
+        out[index] = boxes
+        pending.clear()
+        last, started = face, True
+
+    for i, frame in enumerate(frames):
+        out.append(None)
+        if i % every == 0:
+            keyframe(i, frame)
+        else:
+            pending.append((i, frame))
+    if pending:  # the last frame closes the video as a keyframe
+        index, frame = pending.pop()
+        keyframe(index, frame)
     return out
 
 
@@ -155,20 +231,25 @@ def square_boxes(faces: np.ndarray, margin: float, shift_y: float) -> np.ndarray
     return np.stack([x0, y0, x0 + side, y0 + side], axis=1)
 
 
-def track_from_detections(detections: Sequence[Iterable[Box]], config: TrackConfig = TrackConfig(),
+def track_from_detections(detections: Sequence[Iterable[Box] | None],
+                          config: TrackConfig = TrackConfig(),
                           source: str = "<frames>") -> FaceTrack:
-    """Steps 1-4 of the module docstring on per-frame detector outputs. Raises
-    :class:`NoFaceError` naming ``source`` when no frame has a detection."""
+    """Steps 1-4 of the module docstring on per-frame detector outputs (``None``: a frame
+    the detector did not check, see :func:`detect_keyframes`). Raises :class:`NoFaceError`
+    naming ``source`` when no frame has a detection."""
     if not len(detections):
         raise NoFaceError(f"{source}: no frames to track")
     raw = pick_faces(detections)
     detected = ~np.isnan(raw[:, 0])
+    checked = np.array([d is not None for d in detections], dtype=bool)
     if not detected.any():
-        raise NoFaceError(f"{source}: no face detected in any of its {len(detections)} frames")
+        of = "" if checked.all() else f" ({int(checked.sum())} checked)"
+        raise NoFaceError(f"{source}: no face detected in any of its {len(detections)} "
+                          f"frames{of}")
     filled, found = fill_gaps(raw, config.max_gap)
     faces = smooth_runs(filled, found, config.smooth, config.median)
     return FaceTrack(square_boxes(faces, config.margin, config.shift_y), found, detected, faces,
-                     source)
+                     source, checked)
 
 
 def track_faces(frames: np.ndarray | Iterable[np.ndarray], detector: FaceDetector, *,
@@ -209,5 +290,5 @@ def crop_and_resize(frame: np.ndarray, box: Sequence[int] | np.ndarray, size: in
     return cv2.resize(np.ascontiguousarray(crop), (size, size), interpolation=interp)
 
 
-__all__ = ["FaceTrack", "NoFaceError", "TrackConfig", "crop_and_resize", "fill_gaps",
-           "pick_faces", "smooth_runs", "square_boxes", "track_faces", "track_from_detections"]
+__all__ = ["FaceTrack", "NoFaceError", "TrackConfig", "crop_and_resize", "detect_keyframes",
+           "fill_gaps", "pick_face", "pick_faces", "smooth_runs", "square_boxes", "track_faces", "track_from_detections"]

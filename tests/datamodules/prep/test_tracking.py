@@ -11,6 +11,7 @@ from datamodules.prep.tracking import (
     NoFaceError,
     TrackConfig,
     crop_and_resize,
+    detect_keyframes,
     track_faces,
     track_from_detections,
 )
@@ -137,3 +138,39 @@ def test_load_detector_by_alias_class_path_or_instance():
         load_detector("nowhere.faces.S3FD")
     with pytest.raises(ValueError, match="no detect"):
         load_detector("collections.OrderedDict")
+
+
+class _ByIndex:
+    """A detector whose answer depends on the frame's value (frames are filled with their
+    index): a face moving smoothly, then a cut to another place at frame 23, lost from
+    frame 40 to 47."""
+
+    def __init__(self):
+        self.calls: list[int] = []
+
+    def detect(self, frame_rgb):
+        i = int(frame_rgb[0, 0, 0])
+        self.calls.append(i)
+        if 40 <= i < 48:
+            return []
+        x = 100 + i if i < 23 else 400 + i
+        return [(x, 50, 80, 80, 1.0)]
+
+
+def test_keyframes_detect_densely_only_where_neighbours_disagree():
+    frames = [np.full((4, 4, 3), i, np.uint8) for i in range(60)]
+    sparse = _ByIndex()
+    dets = detect_keyframes(frames, sparse.detect, every=5)
+    checked = [i for i, d in enumerate(dets) if d is not None]
+    # keyframes 0, 5, ..., 55 and the last frame; densely around the cut (20..25) and the
+    # lost stretch (35..40, 45..50)
+    dense = set(range(20, 26)) | set(range(35, 41)) | set(range(45, 51))
+    assert set(checked) == set(range(0, 60, 5)) | {59} | dense
+    assert sorted(sparse.calls) == checked  # each checked frame detected exactly once
+    every = track_from_detections([_ByIndex().detect(f) for f in frames], TrackConfig(max_gap=12))
+    track = track_from_detections(dets, TrackConfig(max_gap=12))
+    assert track.runs() == every.runs()
+    assert np.abs(track.boxes - every.boxes).max() <= 1  # a linear path: interpolation is exact
+    assert np.array_equal(track.detected & track.checked, every.detected & track.checked)
+    assert detect_keyframes(frames, _ByIndex().detect, every=1) == [
+        _ByIndex().detect(f) for f in frames]
