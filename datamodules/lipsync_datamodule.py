@@ -20,7 +20,8 @@ receives ready batches::
 Train: endless reshuffled shard passes split by rank then by worker (every rank and worker
 gets at least one shard), random windows per clip, a sample shuffle buffer, and a fixed
 ``batches_per_epoch`` per rank so DDP ranks never wait on each other. Val/test: one
-deterministic pass, evenly spaced windows, partial last batch kept.
+deterministic pass, evenly spaced windows, partial last batch kept. A corpus without a val
+split fits with validation off (``trainer.limit_val_batches = 0``, one warning).
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from typing import Any, Literal
 
 import lightning as L
 import webdataset as wds
+from lightning.pytorch.utilities import rank_zero_warn
 
 from datamodules.audio_features import SAMPLE_RATE, LogMel
 from datamodules.loader_stages import (
@@ -228,6 +230,7 @@ class LipSyncDataModule(L.LightningDataModule):
         self._verified: set[str] = set()
         self._has_mouth: bool | None = None
         self._warned_fill: set[str] = set()
+        self._warned_no_val = False
         self.train_batches_per_epoch: int | None = None
 
     # ------------------------------------------------------------------ properties
@@ -330,7 +333,34 @@ class LipSyncDataModule(L.LightningDataModule):
             if not splits:
                 raise ValueError(f"no split found under root={self.root!r} and no shard patterns")
         for split in splits:
+            if stage == "fit" and split == "val" and not self._has_shards("val"):
+                self._validation_off()
+                continue
             self._setup_split(split)
+
+    def _has_shards(self, split: str) -> bool:
+        """Whether ``split`` has shards to read: a pattern, or a manifest split with shards."""
+        if self.shard_specs[split] is not None:
+            return True
+        if self.root is None:
+            return False
+        manifest = self._require_manifest(split)
+        return bool(manifest["splits"].get(split, {}).get("shards"))
+
+    def _validation_off(self) -> None:
+        """A corpus without a val split (one person's videos, a train-only shard list) still
+        fits: validation is switched off for this trainer, and said so once."""
+        if not self._warned_no_val:
+            self._warned_no_val = True
+            where = (f"manifest {self.manifest['_path']!r}" if self.manifest is not None
+                     else "the configured shards")
+            rank_zero_warn(f"lipmem: {where} has no 'val' split: fitting WITHOUT validation (no "
+                           f"val metrics; checkpoint callbacks monitoring one keep last.ckpt "
+                           f"only). To validate on held-out clips of the same person, prepare "
+                           f"with `lipmem data prep --split-by video` (several videos) or "
+                           f"`--split-by clip` (one long video).")
+        if self.trainer is not None:
+            self.trainer.limit_val_batches = 0
 
     def _setup_split(self, split: str) -> None:
         self._urls[split] = self._resolve(split, verify=self.verify_manifest)

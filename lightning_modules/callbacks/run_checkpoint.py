@@ -7,6 +7,7 @@ import os
 from typing import Any
 
 from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.utilities import rank_zero_info
 
 
 class RunCheckpoint(ModelCheckpoint):
@@ -19,6 +20,10 @@ class RunCheckpoint(ModelCheckpoint):
     Every checkpoint it writes gets `{file}.sha256` (see lightning_modules.checkpoint_digest):
     a local checkpoint has no registry manifest, and this is what lets a resumed or
     evaluated run refuse a file changed after it was written.
+
+    When validation is off (a corpus with no val split) and the monitored metric is never
+    logged, it keeps `last.ckpt` only and says so once, instead of Lightning's repeated
+    "could not find the monitored key" hint.
     """
 
     def __init__(self, *args: Any, last_every_n_train_steps: int = 0, **kwargs: Any) -> None:
@@ -35,6 +40,7 @@ class RunCheckpoint(ModelCheckpoint):
             raise ValueError(f"last_every_n_train_steps={last_every_n_train_steps} needs "
                              "save_last: true (it rewrites last.ckpt)")
         self.last_every_n_train_steps = last_every_n_train_steps
+        self._said_no_validation = False
 
     def on_train_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any,
                            batch_idx: int) -> None:
@@ -64,6 +70,17 @@ class RunCheckpoint(ModelCheckpoint):
         last.ckpt here is always the latest save point (epoch end / validation)."""
         if self.save_last is True and not self._should_skip_saving_checkpoint(trainer):
             self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
+
+    def _save_topk_checkpoint(self, trainer: Any, monitor_candidates: dict[str, Any]) -> None:
+        if self.monitor is not None and self.monitor not in monitor_candidates \
+                and not trainer.enable_validation:
+            if not self._said_no_validation:
+                self._said_no_validation = True
+                keeps = "keeping last.ckpt only" if self.save_last else "saving no checkpoint"
+                rank_zero_info(f"RunCheckpoint: validation is off and {self.monitor!r} is not "
+                               f"logged: {keeps} (no best checkpoint)")
+            return
+        super()._save_topk_checkpoint(trainer, monitor_candidates)
 
     def setup(self, trainer: Any, pl_module: Any, stage: str) -> None:
         if self.dirpath is None:

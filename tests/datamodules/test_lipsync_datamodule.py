@@ -154,10 +154,23 @@ def test_manifest_setting_mismatch(corpus):
         dm_for(corpus, image_size=64).setup("fit")
 
 
-def test_missing_split(tmp_path):
+def test_missing_val_split_fits_without_validation(tmp_path):
+    """No val split: fit switches the trainer's validation off and says so once; asking to
+    validate is still an error naming the split."""
     write_corpus(tmp_path, {"train": [1]}, num_frames=8)
+    dm = dm_for(tmp_path)
+    dm.trainer = SimpleNamespace(limit_val_batches=1.0, world_size=1, global_rank=0,
+                                 current_epoch=0)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        dm.setup("fit")
+        dm.setup("fit")  # Lightning may set up again: still one warning
+    said = [w for w in caught if "no 'val' split: fitting WITHOUT validation" in str(w.message)]
+    assert len(said) == 1
+    assert dm.trainer.limit_val_batches == 0
+    assert next(iter(dm.train_dataloader()))["face"].shape[0] >= 1
     with pytest.raises(ValueError, match=r"no split 'val'"):
-        dm_for(tmp_path).setup("fit")
+        dm_for(tmp_path).setup("validate")
 
 
 def test_shard_patterns(corpus, tmp_path):
