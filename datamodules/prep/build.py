@@ -1,5 +1,6 @@
 """`lipmem data prep` end to end: list videos, prepare the unfinished ones in parallel,
-pack their clips into split shards, write the manifest last and the report.
+split their clips and pack them into interleaved shards (:mod:`datamodules.prep.splits`),
+write the manifest last and the report.
 
 Resumable by construction: each finished video leaves a record under ``OUT/.prep/done/`` and
 its clips in ``OUT/.prep/clips/`` (both written atomically), so a rerun only processes videos
@@ -41,10 +42,16 @@ from datamodules.prep.job import (
     staging_dir,
     worker_init,
 )
-from datamodules.prep.sources import VideoTask, assign_splits, list_videos
+from datamodules.prep.sources import VideoTask, list_videos
+from datamodules.prep.splits import (
+    SPLITS,
+    ClipRef,
+    assign_clip_splits,
+    pack_shards,
+    resolve_split_mode,
+)
 from datamodules.shards import MANIFEST_NAME, ShardInfo, build_manifest, write_shard
 
-SPLITS = ("train", "val", "test")
 REPORT_NAME = "prep_report.json"
 HANDLING = {
     "frame_rate": "constant fps by presentation time: each output frame shows the source frame "
@@ -55,9 +62,11 @@ HANDLING = {
     "audio": "first audio stream, resampled and down-mixed to mono by PyAV av.AudioResampler "
              "(FFmpeg libswresample, default filter), aligned to the video by stream start "
              "times",
-    "face_crop": "per-frame detection, nearest-to-previous face, gaps up to max_gap frames "
-                 "interpolated, median + Gaussian smoothing, square crop with margin, edge "
-                 "padding outside the frame",
+    "face_crop": "detection on a copy shrunk to detect_side on every detect_every-th frame "
+                 "(every frame between two keyframes that disagree), nearest-to-previous "
+                 "face, gaps up to max_gap frames interpolated, median + Gaussian smoothing, "
+                 "square crop with margin from the full-resolution frame, edge padding "
+                 "outside the frame",
 }
 
 
@@ -184,15 +193,58 @@ def staged_samples(path: str | Path) -> Iterator[dict[str, Any]]:
             yield sample
 
 
+class StagedClips:
+    """Random access to the clips of many staging tars: where each member's bytes lie is
+    read once from the tar headers, so interleaved shards are packed with one seek per
+    member instead of a pass over a whole tar per clip."""
+
+    def __init__(self, tars: list[Path]) -> None:
+        self._where: dict[str, tuple[Path, list[tuple[str, int, int]]]] = {}
+        for path in tars:
+            with tarfile.open(path) as tar:
+                for member in tar:
+                    if not member.isfile():
+                        continue
+                    key, _, ext = member.name.partition(".")
+                    entry = self._where.setdefault(key, (path, []))
+                    if entry[0] != path:
+                        raise PrepError(f"clip {key!r} is staged twice ({entry[0]}, {path})")
+                    entry[1].append((ext, member.offset_data, member.size))
+
+    def __contains__(self, key: str) -> bool:
+        return key in self._where
+
+    def sample(self, key: str) -> dict[str, Any]:
+        path, members = self._where[key]
+        sample: dict[str, Any] = {"__key__": key}
+        with open(path, "rb") as f:
+            for ext, offset, size in members:
+                f.seek(offset)
+                sample[ext] = f.read(size)
+        return sample
+
+
+def _clip_refs(kept: list[tuple[VideoTask, dict[str, Any]]]) -> list[ClipRef]:
+    return [ClipRef(key, t.speaker, t.relpath, i)
+            for t, r in kept for i, key in enumerate(r["clips"])]
+
+
 def _assemble(cfg: PrepConfig, kept: list[tuple[VideoTask, dict[str, Any]]]
               ) -> tuple[dict[str, Any], bool]:
     """Shards + manifest from the staged clips; (manifest, whether anything was written)."""
     out = Path(cfg.out_dir)
-    splits = assign_splits(sorted({t.speaker for t, _ in kept}), tuple(cfg.split), cfg.seed)
     kept = sorted(kept, key=lambda tr: (tr[0].speaker, tr[0].relpath))
+    clips = _clip_refs(kept)
+    mode = resolve_split_mode(cfg.split_by, len({c.speaker for c in clips}))
+    splits, gaps = assign_clip_splits(clips, mode, tuple(cfg.split), cfg.seed)
+    packed = {split: pack_shards([c for c in clips if splits.get(c.key) == split],
+                                 cfg.clips_per_shard, cfg.min_shards, cfg.seed, split)
+              for split in SPLITS}
+    layout = {split: [[c.key for c in shard] for shard in shards]
+              for split, shards in packed.items()}
     digest = hashlib.sha256(json.dumps({
-        "config": config_digest(cfg), "clips_per_shard": cfg.clips_per_shard,
-        "splits": splits, "videos": [(t.relpath, r["clips_sha256"]) for t, r in kept],
+        "config": config_digest(cfg), "split_by": mode, "layout": layout,
+        "videos": [(t.relpath, r["clips_sha256"]) for t, r in kept],
     }, sort_keys=True).encode()).hexdigest()
     manifest_file = out / MANIFEST_NAME
     if manifest_file.is_file():
@@ -208,24 +260,27 @@ def _assemble(cfg: PrepConfig, kept: list[tuple[VideoTask, dict[str, Any]]]
     for split in SPLITS:
         for old_shard in out.glob(f"{split}-*.tar"):
             old_shard.unlink()
+    staged = StagedClips([clips_path(out, t) for t, _ in kept])
+    missing = [c.key for c in clips if c.key not in staged]
+    if missing:
+        raise PrepError(f"staged clips lack {missing[0]!r} (and {len(missing) - 1} more): "
+                        f"{out / STAGING} is damaged; rerun with --overwrite")
     infos: list[ShardInfo] = []
     for split in SPLITS:
-        samples = itertools.chain.from_iterable(
-            staged_samples(clips_path(out, t)) for t, _ in kept if splits[t.speaker] == split)
-        for index in itertools.count():
-            chunk = list(itertools.islice(samples, cfg.clips_per_shard))
-            if not chunk:
-                break
-            infos.append(write_shard(out / f"{split}-{index:06d}.tar", split, chunk))
+        for index, shard in enumerate(packed[split]):
+            infos.append(write_shard(out / f"{split}-{index:06d}.tar", split,
+                                     (staged.sample(c.key) for c in shard)))
     config = asdict(cfg)
     config.pop("out_dir")
     config["split"] = list(cfg.split)
+    by_split = {s: [c for c in clips if splits.get(c.key) == s] for s in SPLITS}
     manifest = build_manifest(
         infos, fps=cfg.fps, sample_rate=cfg.sample_rate, image_size=cfg.image_size,
         name="prep", source="lipmem data prep", seed=cfg.seed, has_mouth_track=False,
-        config=config, speaker_splits={s: sorted(k for k, v in splits.items() if v == s)
-                                       for s in SPLITS},
-        inputs_digest=digest)
+        config=config, split_by=mode,
+        speaker_splits={s: sorted({c.speaker for c in v}) for s, v in by_split.items()},
+        video_splits={s: sorted({c.video for c in v}) for s, v in by_split.items()},
+        gap_clips=sorted(gaps), inputs_digest=digest)
     write_json_atomic(manifest_file, manifest)
     return manifest, True
 
@@ -268,6 +323,7 @@ def _report(cfg: PrepConfig, tasks: list[VideoTask], records: dict[str, dict[str
     reasons = Counter(r["reason"] for r in skipped)
     notes = Counter(n for r in kept for n in r.get("notes", []))
     splits = (manifest or {}).get("splits", {})
+    videos = (manifest or {}).get("video_splits", {})
     return {
         "videos": len(tasks),
         "processed_now": len(tasks) - len(done),
@@ -280,8 +336,13 @@ def _report(cfg: PrepConfig, tasks: list[VideoTask], records: dict[str, dict[str
         "skips": [{"video": r["video"], "reason": r["reason"], "detail": r.get("detail", "")}
                   for r in skipped],
         "notes": dict(sorted(notes.items())),
-        "splits": {s: {"speakers": len(v["speakers"]), "clips": v["clips"],
-                       "shards": len(v["shards"])} for s, v in splits.items()},
+        "detector_frames": sum(r.get("detector_frames", 0) for r in kept),
+        "video_frames": sum(r.get("video_frames", 0) for r in kept),
+        "split_by": (manifest or {}).get("split_by"),
+        "gap_clips": len((manifest or {}).get("gap_clips", [])),
+        "splits": {s: {"speakers": len(v["speakers"]), "videos": len(videos.get(s, [])),
+                       "clips": v["clips"], "shards": len(v["shards"])}
+                   for s, v in splits.items()},
         "corpus_changed": changed,
         "manifest": str(Path(cfg.out_dir) / MANIFEST_NAME) if manifest else None,
         "handling": HANDLING,

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 from datamodules.prep.build import REPORT_NAME, PrepError, prepare
-from datamodules.prep.job import PrepConfig
+from datamodules.prep.job import SPLIT_MODES, PrepConfig
 from datamodules.prep.sources import SPEAKER_MODES, check_speaker_mode
 
 _D = PrepConfig(videos_dir="", out_dir="")
@@ -58,12 +58,20 @@ def add_prep_arguments(parser: argparse.ArgumentParser) -> None:
                              f"(default {d.speaker_from}: SPEAKER/VIDEO.mp4)")
     parser.add_argument("--speaker-sep", default=d.speaker_sep,
                         help=f"separator for --speaker-from prefix (default {d.speaker_sep!r})")
+    parser.add_argument("--split-by", choices=SPLIT_MODES, default=d.split_by,
+                        help="what the split fractions divide: whole speakers (val/test are "
+                             "unseen faces), whole videos (one person: val/test are other "
+                             "recordings), or clip (one long recording: val is the end block "
+                             "of each video after a one-clip gap; test stays whole videos); "
+                             "auto = speaker with >= 3 speakers, else video (default "
+                             f"{d.split_by})")
     parser.add_argument("--split", type=float, nargs=3, default=list(d.split),
                         metavar=("TRAIN", "VAL", "TEST"),
-                        help="speaker fractions per split, summing to 1 (default 0.8 0.1 0.1); "
-                             "small folders still get a val speaker when there are >= 2")
+                        help="fractions of speakers / videos / clips per split, summing to 1 "
+                             "(default 0.8 0.1 0.1); small folders still get a val unit when "
+                             "there are >= 2")
     parser.add_argument("--seed", type=int, default=d.seed,
-                        help=f"seed of the speaker split (default {d.seed})")
+                        help=f"seed of the split and of the shard interleaving (default {d.seed})")
     parser.add_argument("--detector", default=None, metavar="CLASS_PATH",
                         help="face detector class with detect(frame_rgb) -> [(x, y, w, h, "
                              "score)], e.g. mypkg.faces.S3FD (default: OpenCV Haar cascade)")
@@ -80,8 +88,20 @@ def add_prep_arguments(parser: argparse.ArgumentParser) -> None:
                              f"gaps split clips (default {d.max_gap})")
     parser.add_argument("--smooth", type=float, default=d.smooth,
                         help=f"box smoothing, Gaussian sigma in frames (default {d.smooth})")
+    parser.add_argument("--detect-every", type=int, default=d.detect_every, metavar="K",
+                        help="run the face detector on every K-th frame and interpolate "
+                             "between (every frame where neighbouring keyframes disagree); "
+                             f"1 = every frame (default {d.detect_every})")
+    parser.add_argument("--detect-side", type=int, default=d.detect_side, metavar="PX",
+                        help="the detector sees frames shrunk to this longer side; crops still "
+                             "come from the full frame; 0 = full frame "
+                             f"(default {d.detect_side})")
     parser.add_argument("--clips-per-shard", type=int, default=d.clips_per_shard,
-                        help=f"clips per tar shard (default {d.clips_per_shard})")
+                        help=f"most clips per tar shard (default {d.clips_per_shard})")
+    parser.add_argument("--min-shards", type=int, default=d.min_shards,
+                        help="at least this many shards per split when it has that many clips, "
+                             "so loader workers x ranks each read their own "
+                             f"(default {d.min_shards})")
     parser.add_argument("--workers", type=int, default=d.workers,
                         help=f"worker processes, <= 1 runs in-process (default {d.workers})")
     parser.add_argument("--overwrite", action="store_true",
@@ -97,7 +117,8 @@ def config_from_args(args: argparse.Namespace) -> PrepConfig:
         speaker_from=args.speaker_from, speaker_sep=args.speaker_sep, split=tuple(args.split),
         seed=args.seed, detector=args.detector, detector_args=args.detector_args,
         margin=args.margin, shift_y=args.shift_y, max_gap=args.max_gap, smooth=args.smooth,
-        clips_per_shard=args.clips_per_shard, workers=args.workers,
+        detect_every=args.detect_every, detect_side=args.detect_side, split_by=args.split_by,
+        clips_per_shard=args.clips_per_shard, min_shards=args.min_shards, workers=args.workers,
     )
 
 
@@ -114,9 +135,15 @@ def format_report(report: dict, out_dir: str | Path, seconds: float) -> str:
         lines.append(f"  ... {len(report['skips']) - 20} more in {REPORT_NAME}")
     if report["notes"]:
         lines.append("handled: " + ", ".join(f"{k} {v}" for k, v in report["notes"].items()))
+    if report.get("split_by"):
+        gaps = f", {report['gap_clips']} gap clips left out" if report.get("gap_clips") else ""
+        lines.append(f"split by {report['split_by']}{gaps}:")
     for split, s in report["splits"].items():
-        lines.append(f"{split:<6} {s['speakers']:>4} speakers {s['clips']:>6} clips "
-                     f"{s['shards']:>4} shards")
+        lines.append(f"{split:<6} {s['speakers']:>4} speakers {s.get('videos', 0):>5} videos "
+                     f"{s['clips']:>6} clips {s['shards']:>4} shards")
+    if report["splits"] and "val" not in report["splits"]:
+        lines.append("no val split: `lipmem fit` trains without validation on this corpus "
+                     "(with one person, --split-by clip holds out the end of each video)")
     state = "written" if report["corpus_changed"] else "unchanged"
     lines.append(f"manifest ({state}): {report['manifest']}; report: "
                  f"{Path(out_dir) / REPORT_NAME}; {seconds:.1f} s")

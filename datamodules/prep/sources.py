@@ -13,7 +13,8 @@ Speaker ids come from the folder layout (``--speaker-from``):
 ================  ===========================================================================
 
 Names are sanitised to ``[A-Za-z0-9-]`` (sample keys are ``{speaker}_{clip}`` and may not
-contain dots). Splits are by speaker, never by clip, so val/test measure unseen faces.
+contain dots). Which split a clip goes to (by speaker, video or clip block) is decided in
+:mod:`datamodules.prep.splits` with :func:`assign_splits`.
 """
 
 from __future__ import annotations
@@ -142,7 +143,7 @@ def _rank(seed: int, speaker: str) -> str:
 
 def assign_splits(speakers: list[str], fractions: tuple[float, float, float],
                   seed: int = 0) -> dict[str, str]:
-    """speaker -> ``train``/``val``/``test``, deterministic.
+    """speaker (or any unit: a video) -> ``train``/``val``/``test``, deterministic.
 
     Speakers are ordered by sha256(seed, speaker), a key that does not depend on the other
     speakers: the first ``round(test * n)`` go to test, the next ``round(val * n)`` to val, the

@@ -19,9 +19,11 @@ from datamodules.prep.job import PrepConfig
 from datamodules.sample_format import decode_sample
 from tests.media_fixtures import make_talking_video, write_corrupt_video
 
-SETTINGS = {"image_size": 48, "clip_seconds": 1.0, "min_clip_seconds": 0.8, "clips_per_shard": 2}
+# by speaker: these tests follow speakers into splits (the modes are tested in test_splits.py)
+SETTINGS = {"image_size": 48, "clip_seconds": 1.0, "min_clip_seconds": 0.8, "clips_per_shard": 2,
+            "split_by": "speaker"}
 CLI_ARGS = ["--image-size", "48", "--clip-seconds", "1", "--min-clip-seconds", "0.8",
-            "--clips-per-shard", "2", "--workers", "1"]
+            "--clips-per-shard", "2", "--workers", "1", "--split-by", "speaker"]
 
 
 def _make_videos(root: Path) -> Path:
