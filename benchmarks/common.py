@@ -34,9 +34,11 @@ def machine() -> dict[str, Any]:
     return info
 
 
-def write_result(name: str, payload: dict[str, Any]) -> Path:
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    path = RESULTS / f"{name}.json"
+def write_result(name: str, payload: dict[str, Any], path: str | Path | None = None) -> Path:
+    """``payload`` with the benchmark name and machine, atomically to ``path`` (default
+    ``benchmarks/results/NAME.json``)."""
+    path = Path(path) if path is not None else RESULTS / f"{name}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
     write_json_atomic(path, {"benchmark": name, "machine": machine(), **payload})
     print(json.dumps(payload, indent=2))
     print(f"written to {path}")

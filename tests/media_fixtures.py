@@ -4,6 +4,10 @@ Everything is generated in the test from data that ships with installed packages
 is scikit-image's ``astronaut`` photograph (Haar-detectable), moved and zoomed a little per
 frame, with a dark mouth that opens with the audio's loudness; the audio is a speech-like
 harmonic buzz (f0 ~120 Hz with vibrato) shaped into ~4 syllables per second with pauses.
+:func:`phone_speech` gives speech with known timing instead: timed phones rendered by the
+synthetic corpus' speech synthesiser, and the ground-truth mouth track (openness, width,
+roundness) those phones imply; passed as ``sound`` + ``mouth``, the track drives the drawn
+mouth, so a prepared clip's mouth track is known exactly (:mod:`benchmarks.personal_corpus`).
 Files are written through PyAV (H.264 + AAC in mp4 by default), exactly as a user's
 recording would arrive. Keep clips short (1-3 s) and small (<= 192 px): tests run on 2 cores.
 
@@ -13,6 +17,8 @@ Usage::
     make_talking_video(tmp_path / "spk1" / "a.mp4", seconds=2)
     make_talking_video(p, fps=30, sample_rate=48000, channels=2)       # resampling inputs
     make_talking_video(p, audio=False)  /  face=False  /  vfr=True
+    sound, mouth = phone_speech(8.0, seed=3)                           # known phones + track
+    make_talking_video(p, seconds=8.0, sound=sound, mouth=mouth)      # track drives the mouth
     make_audio_file(tmp_path / "drive.wav", seconds=2)                 # .wav or .m4a
 """
 
@@ -54,8 +60,28 @@ def speech_like(seconds: float, sample_rate: int = 16000, seed: int = 0
     return audio.astype(np.float32), envelope.astype(np.float32)
 
 
+def phone_speech(seconds: float, fps: int = 25, sample_rate: int = 16000, seed: int = 0
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """(audio float32 mono, mouth track float32 (round(seconds * fps), 3)): random words of
+    timed phones spoken by :func:`datamodules.synth.speech.synthesize_speech` in one voice
+    per ``seed``, and the per-frame openness / width / roundness that those phones give
+    (:mod:`datamodules.synth.mouth_track`, sampled at frame centres)."""
+    from datamodules.synth.mouth_track import articulation, frame_track
+    from datamodules.synth.phones import sample_phones
+    from datamodules.synth.speech import sample_voice, synthesize_speech
+
+    rng = np.random.default_rng(seed)
+    voice = sample_voice(np.random.default_rng(0))  # one person: the same voice every clip
+    phones = sample_phones(rng, seconds, voice.rate)
+    control = articulation(phones, seconds)
+    track = frame_track(control, round(seconds * fps), fps)
+    audio = synthesize_speech(rng, phones, control, voice, round(seconds * sample_rate),
+                              sample_rate)
+    return audio, track
+
+
 def _face_frames(num: int, size: int, times: np.ndarray, envelope_at: np.ndarray,
-                 seed: int) -> np.ndarray:
+                 seed: int, width_at: np.ndarray | None = None) -> np.ndarray:
     import cv2
     import skimage.data
 
@@ -68,8 +94,10 @@ def _face_frames(num: int, size: int, times: np.ndarray, envelope_at: np.ndarray
     for i in range(num):
         img = base.copy()
         opening = 2.0 + 11.0 * float(envelope_at[i])
+        half_width = _MOUTH_HALF_WIDTH * (1.0 if width_at is None
+                                          else 0.8 + 0.4 * float(width_at[i]))
         cv2.ellipse(img, (int(_MOUTH[0]), int(_MOUTH[1])),
-                    (int(_MOUTH_HALF_WIDTH), round(opening)), 0, 0, 360,
+                    (round(half_width), round(opening)), 0, 0, 360,
                     (60, 20, 25), thickness=-1, lineType=cv2.LINE_AA)
         t = times[i]
         zoom = 1.0 + 0.03 * np.sin(2 * np.pi * 0.4 * t + phase[0])
@@ -111,19 +139,33 @@ def _frame_times(seconds: float, fps: float, vfr: bool, seed: int) -> np.ndarray
 def make_talking_video(path: str | os.PathLike, seconds: float = 2.0, fps: float | Fraction = 25,
                        size: int = 160, audio: bool = True, face: bool = True,
                        sample_rate: int = 16000, channels: int = 1, seed: int = 0,
-                       vfr: bool = False, audio_codec: str = "aac") -> Path:
+                       vfr: bool = False, audio_codec: str = "aac",
+                       sound: np.ndarray | None = None, mouth: np.ndarray | None = None,
+                       mouth_fps: float = 25.0) -> Path:
     """Write a real talking-face video (H.264 yuv420p + AAC, container from the suffix) and
     return its path. ``face=False`` draws a faceless texture; ``audio=False`` writes no audio
     stream; ``vfr=True`` gives irregular frame timestamps (ms clock) around ``fps``;
-    ``channels=2`` writes stereo (both channels the same speech, the right one quieter)."""
+    ``channels=2`` writes stereo (both channels the same speech, the right one quieter).
+    ``sound`` (float32 mono at ``sample_rate``) replaces the buzz; ``mouth`` ((N, 3)
+    openness, width, roundness at ``mouth_fps`` frame centres, see :func:`phone_speech`)
+    then sets the drawn mouth's opening and width instead of the buzz's loudness."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     if size % 2:
         raise ValueError(f"size={size}: H.264 yuv420p needs an even side")
-    sound, envelope = speech_like(seconds, sample_rate, seed)
+    if (sound is None) != (mouth is None):
+        raise ValueError("sound and mouth go together: the track must be that speech's")
     times = _frame_times(seconds, float(fps), vfr, seed)
-    env_at = envelope[np.minimum((times * sample_rate).astype(int), envelope.size - 1)]
-    frames = (_face_frames(len(times), size, times, env_at, seed) if face
+    width_at = None
+    if sound is None:
+        sound, envelope = speech_like(seconds, sample_rate, seed)
+        env_at = envelope[np.minimum((times * sample_rate).astype(int), envelope.size - 1)]
+    else:
+        sound = np.asarray(sound, np.float32)
+        track = np.asarray(mouth, np.float32).reshape(-1, 3)
+        index = np.minimum((times * mouth_fps).astype(int), len(track) - 1)
+        env_at, width_at = track[index, 0], track[index, 1]
+    frames = (_face_frames(len(times), size, times, env_at, seed, width_at) if face
               else _texture_frames(len(times), size, times, seed))
     rate = Fraction(fps).limit_denominator(1001)
     with av.open(str(path), mode="w") as container:
@@ -202,4 +244,5 @@ def write_corrupt_video(path: str | os.PathLike, seed: int = 0) -> Path:
     return path
 
 
-__all__ = ["make_audio_file", "make_talking_video", "speech_like", "write_corrupt_video"]
+__all__ = ["make_audio_file", "make_talking_video", "phone_speech", "speech_like",
+           "write_corrupt_video"]
