@@ -28,7 +28,13 @@ import numpy as np
 
 from datamodules.atomic_files import atomic_path, sha256_file, write_json_atomic
 from datamodules.prep.clips import plan_clips
-from datamodules.prep.face_detect import Box, FaceDetector, load_detector, scale_boxes
+from datamodules.prep.face_detect import (
+    Box,
+    FaceDetector,
+    HaarFaceDetector,
+    load_detector,
+    scale_boxes,
+)
 from datamodules.prep.media import MediaError, StreamInfo, decode_audio, iter_frames
 from datamodules.prep.sources import VideoTask
 from datamodules.prep.tracking import (
@@ -212,11 +218,18 @@ def detect_faces(path: str | os.PathLike, cfg: PrepConfig, info: StreamInfo
     """The first pass: per constant-rate frame, the detector's boxes in full-frame pixels,
     or None where it did not run (keyframes, see ``cfg.detect_every``); fills ``info``."""
     detector = _detector(cfg)
+    hinted = isinstance(detector, HaarFaceDetector) and cfg.detect_every > 1
+    smallest: list[float] = []  # side of the smallest face of the previous call
 
     def detect(small: np.ndarray) -> list[Box]:
+        boxes = None
+        if hinted and smallest:  # faces seen before are still found if they shrink < 40%
+            boxes = detector.detect(small, min_face=0.6 * smallest[0]) or None
+        if boxes is None:  # no hint, or nothing found with it: the full search
+            boxes = detector.detect(small)
+        smallest[:] = [min(max(b[2], b[3]) for b in boxes)] if boxes else []
         # info holds the full size from the first frame on
-        return scale_boxes(detector.detect(small), info.width / small.shape[1],
-                           info.height / small.shape[0])
+        return scale_boxes(boxes, info.width / small.shape[1], info.height / small.shape[0])
 
     frames = iter_frames(path, cfg.fps, info=info, max_side=cfg.detect_side or None)
     return detect_keyframes(frames, detect, cfg.detect_every)

@@ -174,3 +174,14 @@ def test_keyframes_detect_densely_only_where_neighbours_disagree():
     assert np.array_equal(track.detected & track.checked, every.detected & track.checked)
     assert detect_keyframes(frames, _ByIndex().detect, every=1) == [
         _ByIndex().detect(f) for f in frames]
+
+
+def test_haar_size_hint_skips_small_scales_but_finds_the_same_face(tmp_path):
+    frames = decode_video(make_talking_video(tmp_path / "v.mp4", seconds=0.4, size=192)).frames
+    haar = HaarFaceDetector()
+    for frame in frames[::3]:
+        full = haar.detect(frame)
+        assert full
+        side = max(b[2] for b in full)
+        assert haar.detect(frame, min_face=0.6 * side) == full
+        assert haar.detect(frame, min_face=1.5 * side) == []  # nothing that large
