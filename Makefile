@@ -47,6 +47,7 @@ bench: setup $(DATA)/manifest.json
 	$(BIN)/python -m benchmarks.data_pipeline
 	$(BIN)/python -m benchmarks.clustering
 	$(BIN)/python -m benchmarks.infer
+	$(BIN)/python -m benchmarks.prep_speed
 
 lint: setup
 	$(BIN)/ruff check .
