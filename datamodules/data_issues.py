@@ -22,6 +22,10 @@ Skips (the sample is dropped, the stream goes on):
 ``length_mismatch``    audio vs frames (or mouth track vs frames) differ by more than the
                        tolerance
 ``too_short``          fewer frames than a window (with its reference) needs
+``oversized``          larger than the loader's limits (frame side > 4 x ``image_size``, more
+                       than ``max_clip_seconds`` of frames or audio, a sample rate outside
+                       4-192 kHz, a member declaring more data than it holds); checked
+                       before decoding in full or resampling (:mod:`datamodules.sample_limits`)
 ``other``              anything else a decoder raised
 =====================  =========================================================================
 
@@ -49,7 +53,7 @@ if TYPE_CHECKING:  # torch only where tensors are made: prep/synth workers never
 SKIP_REASONS: tuple[str, ...] = (
     "truncated_tar", "missing_member", "undecodable", "bad_metadata", "wrong_fps",
     "nonfinite_audio", "silent_audio", "empty_clip", "wrong_frame_size", "length_mismatch",
-    "too_short", "other",
+    "too_short", "oversized", "other",
 )
 REPAIR_REASONS: tuple[str, ...] = (
     "resampled_audio", "grayscale_frames", "resized_frames", "trimmed_length",

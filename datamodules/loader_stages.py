@@ -283,7 +283,7 @@ class ClipsToWindows:
         for sample in src:
             key = str(sample.get("__key__", "<no key>"))
             try:
-                clip = self.cutter.prepare(decode_sample(sample))
+                clip = self.cutter.prepare(decode_sample(sample, self.cutter.limits))
                 windows = self.cutter.cut(clip, self.windows_per_clip, rng, check=False)
             except SampleError as exc:
                 self.state.skip(exc.key, exc.reason, exc.category)
