@@ -84,6 +84,9 @@ def add_prep_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"clips per tar shard (default {d.clips_per_shard})")
     parser.add_argument("--workers", type=int, default=d.workers,
                         help=f"worker processes, <= 1 runs in-process (default {d.workers})")
+    parser.add_argument("--max-pixels", type=int, default=d.max_pixels,
+                        help="skip videos whose frames have more pixels, refused from the "
+                             f"stream header before decoding (default {d.max_pixels}: 4096x4096)")
     parser.add_argument("--overwrite", action="store_true",
                         help="discard earlier results in --out and start over")
     parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
@@ -98,6 +101,7 @@ def config_from_args(args: argparse.Namespace) -> PrepConfig:
         seed=args.seed, detector=args.detector, detector_args=args.detector_args,
         margin=args.margin, shift_y=args.shift_y, max_gap=args.max_gap, smooth=args.smooth,
         clips_per_shard=args.clips_per_shard, workers=args.workers,
+        max_pixels=args.max_pixels,
     )
 
 

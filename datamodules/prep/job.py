@@ -9,7 +9,9 @@ atomically, so an interrupted run redoes at most the videos that were in flight.
 Skip reasons (the prep report counts them): ``undecodable`` (FFmpeg cannot open or decode
 it, or no video stream), ``no_audio`` (no audio stream, or it decodes to nothing),
 ``no_face`` (the detector never fires), ``too_short`` (no face run with audio as long as
-``min_clip_seconds``), ``error`` (anything unexpected: not recorded, so a rerun retries).
+``min_clip_seconds``), ``too_large`` (frames above ``max_pixels``, refused from the stream
+header before decoding; not recorded, so a rerun with a larger ``--max-pixels`` retries),
+``error`` (anything unexpected: not recorded, so a rerun retries).
 """
 
 from __future__ import annotations
@@ -37,8 +39,11 @@ from datamodules.prep.tracking import (
     track_from_detections,
 )
 from datamodules.sample_format import encode_sample
+from datamodules.sample_limits import MAX_SOURCE_PIXELS
 
-SKIP_REASONS = ("undecodable", "no_audio", "no_face", "too_short", "error")
+SKIP_REASONS = ("undecodable", "no_audio", "no_face", "too_short", "too_large", "error")
+# skips that are not written down as finished: a rerun (with other settings) retries them
+_RETRIED = ("too_large", "error")
 STAGING = ".prep"
 SOURCE = "prep"
 
@@ -67,6 +72,7 @@ class PrepConfig:
     smooth: float = TrackConfig.smooth
     clips_per_shard: int = 64
     workers: int = 2
+    max_pixels: int = MAX_SOURCE_PIXELS
 
     @property
     def clip_frames(self) -> int:
@@ -109,6 +115,8 @@ class PrepConfig:
             out.append(("clips_per_shard", f"must be >= 1, got {self.clips_per_shard}"))
         if self.workers < 0:
             out.append(("workers", f"must be >= 0, got {self.workers}"))
+        if self.max_pixels < 1:
+            out.append(("max_pixels", f"must be >= 1, got {self.max_pixels}"))
         out += self.track.problems()
         return out
 
@@ -176,6 +184,8 @@ def process_video(task: VideoTask, cfg: PrepConfig) -> dict[str, Any]:
         record.update(_prepare(task, cfg))
     except MediaError as exc:
         record.update(status="skipped", reason=exc.reason, detail=exc.detail)
+        if exc.reason in _RETRIED:
+            return record
     except NoFaceError as exc:
         record.update(status="skipped", reason="no_face", detail=str(exc).split(": ", 1)[-1])
     except Exception as exc:  # noqa: BLE001 - a bug or exotic file: report, retry next run
@@ -191,7 +201,8 @@ def _prepare(task: VideoTask, cfg: PrepConfig) -> dict[str, Any]:
     audio = decode_audio(task.path, cfg.sample_rate)  # first: the cheap refusals
     detector = _detector(cfg)
     info = StreamInfo()
-    detections = [detector.detect(frame) for frame in iter_frames(task.path, cfg.fps, info=info)]
+    detections = [detector.detect(frame) for frame in
+                  iter_frames(task.path, cfg.fps, info=info, max_pixels=cfg.max_pixels)]
     num = info.output_frames
     # frames whose whole audio span exists
     first = max(0, math.ceil((audio.start_time - info.start_time) * cfg.fps - 1e-6))
@@ -219,7 +230,7 @@ def _prepare(task: VideoTask, cfg: PrepConfig) -> dict[str, Any]:
             span_iter = iter(spans)
             span = next(span_iter)
             crops: list[np.ndarray] = []
-            for i, frame in enumerate(iter_frames(task.path, cfg.fps)):
+            for i, frame in enumerate(iter_frames(task.path, cfg.fps, max_pixels=cfg.max_pixels)):
                 if span is None:
                     break
                 if span.start <= i < span.stop:
