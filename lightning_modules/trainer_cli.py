@@ -46,8 +46,10 @@ class LipmemCLI(RunFolderCLI):
     _checked_ckpt: str | None = None
 
     def _parse_ckpt_path(self) -> None:
-        """LightningCLI reads a local `--ckpt_path` file's hyperparameters right after
-        parsing; check its sha256 sidecar and refuse code-carrying pickles before that."""
+        """Check a local `--ckpt_path` file right after parsing (sha256 sidecar, no
+        code-carrying pickle). LightningCLI would also merge the file's `hyper_parameters`
+        into the config here; lipmem does not: they can name class paths, and a file never
+        chooses code. The config comes from the command line and config files alone."""
         subcommand = self.config.get("subcommand")
         ckpt_path = self.config[subcommand].get("ckpt_path") if subcommand else None
         if ckpt_path and Path(ckpt_path).is_file():
@@ -55,7 +57,6 @@ class LipmemCLI(RunFolderCLI):
 
             load_checkpoint_safely(ckpt_path)
             self._checked_ckpt = str(ckpt_path)
-        super()._parse_ckpt_path()
 
     def before_instantiate_classes(self) -> None:
         """`--ckpt_path REF` becomes the artifact's checkpoint file; a resumed fit logs into
