@@ -14,6 +14,7 @@ import argparse
 import json
 import os
 import platform
+import re
 import shlex
 import shutil
 import subprocess
@@ -47,6 +48,7 @@ from lightning_modules.sweeps.wandb_runs import find_runs, read_run
 
 RESULT_JSON = "result.json"
 FIT_JSON = "fit.json"
+REGISTRY_REF = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*:v\d+")
 
 
 class JobFailed(RuntimeError):
@@ -116,6 +118,30 @@ def fit_metrics(run_dir: Path) -> dict[str, float]:
             if k.startswith("val/") and isinstance(v, (int, float)) and not isinstance(v, bool)}
 
 
+def bank_inputs(layout: Layout) -> tuple[str, str]:
+    """The autoencoder reference and feature file the centre banks were built from, read
+    from the bank build's summary.json. They become arguments of the next command, so they
+    must be what that build writes (a registry `name:vN`, a file in the bank folder):
+    AblationConfigError naming the file otherwise."""
+    path = layout.bank_summary()
+    try:
+        stages = json.loads(path.read_text())["stages"]
+        encoder, features = stages["autoencoder"]["ref"], stages["features"]["path"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise AblationConfigError(f"{path}: no stages.autoencoder.ref / stages.features.path "
+                                  f"({type(exc).__name__}: {exc}); delete {layout.bank_dir} to "
+                                  "build the banks again") from exc
+    if not isinstance(encoder, str) or not REGISTRY_REF.fullmatch(encoder):
+        raise AblationConfigError(f"{path}: stages.autoencoder.ref={encoder!r} is not a "
+                                  "registry reference name:vN")
+    inside = isinstance(features, str) and Path(features).resolve().is_relative_to(
+        layout.bank_dir.resolve())
+    if not inside or not Path(features).is_file():
+        raise AblationConfigError(f"{path}: stages.features.path={features!r} is not a file "
+                                  f"under {layout.bank_dir}")
+    return encoder, features
+
+
 class AblationRunner:
     def __init__(self, spec: AblationSpec, out: Path, only: list[str], dry_run: bool,
                  command: str) -> None:
@@ -174,9 +200,7 @@ class AblationRunner:
             encoder, features = (f"<autoencoder ref from {layout.bank_summary()}>",
                                  str(layout.bank_dir / "bank" / "features.npz"))
         else:
-            summary = json.loads(layout.bank_summary().read_text())
-            encoder = summary["stages"]["autoencoder"]["ref"]
-            features = summary["stages"]["features"]["path"]
+            encoder, features = bank_inputs(layout)
         argv = random_bank_command(spec, layout, encoder, features)
         self.show("bank-random", argv)
         if not self.dry_run:

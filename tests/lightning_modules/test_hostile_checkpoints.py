@@ -1,4 +1,5 @@
-"""Files loaded from disk choose no code and cannot make us allocate without bound.
+"""Files loaded from disk (checkpoints, autoencoder files, run state) choose no code and
+cannot make us allocate without bound.
 
 A checkpoint is data: `weights_only` loading keeps pickles from running code, but its
 fields are read afterwards. Class paths in them (Lightning's `hyper_parameters`, the
@@ -97,3 +98,30 @@ def test_autoencoder_file_arguments_are_checked_against_its_weights(tmp_path):
     save_file(tensors, str(path), metadata={"lipmem": json.dumps(meta)})
     with pytest.raises(ValueError, match="ae.safetensors.*do not match"):
         load_autoencoder(path)
+
+
+@pytest.mark.parametrize("stages", [
+    {"autoencoder": {"ref": "--bank.method=evil"}, "features": {"path": "FEATURES"}},
+    {"autoencoder": {"ref": "mouth-autoencoder:v0"}, "features": {"path": "/etc/passwd"}},
+    {"autoencoder": {"ref": ["not", "a", "ref"]}, "features": {"path": "FEATURES"}},
+    "not an object",
+])
+def test_ablation_bank_summary_feeds_only_a_registry_ref_and_its_own_file(tmp_path, stages):
+    """The ablation passes the bank build's recorded autoencoder and features on to the
+    next command line: a summary.json changed on disk must not choose other arguments."""
+    from lightning_modules.ablation.commands import Layout
+    from lightning_modules.ablation.runner import bank_inputs
+    from lightning_modules.ablation.spec import AblationConfigError
+
+    layout = Layout(tmp_path)
+    layout.bank_summary().parent.mkdir(parents=True)
+    features = layout.bank_summary().parent / "features.npz"
+    features.write_bytes(b"x")
+    good = {"stages": {"autoencoder": {"ref": "mouth-autoencoder:v0"},
+                       "features": {"path": str(features)}}}
+    layout.bank_summary().write_text(json.dumps(good))
+    assert bank_inputs(layout) == ("mouth-autoencoder:v0", str(features))
+    text = json.dumps({"stages": stages}).replace("FEATURES", str(features))
+    layout.bank_summary().write_text(text)
+    with pytest.raises(AblationConfigError, match="summary.json"):
+        bank_inputs(layout)
