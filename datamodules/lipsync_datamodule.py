@@ -43,6 +43,7 @@ from datamodules.loader_stages import (
     ShardSource,
     StreamLoader,
     StreamState,
+    TarSamples,
     assign_shards,
     rank_and_world_size,
 )
@@ -392,7 +393,7 @@ class LipSyncDataModule(L.LightningDataModule):
         batch_size = self.batch_size if train else self.val_batch_size
         dataset = wds.DataPipeline(
             ShardSource(urls, state, train=train),
-            wds.tarfile_to_samples(handler=state.tar_error),
+            TarSamples(state),
             ClipsToWindows(self._cutter(train), state, windows_per_clip, train=train),
             SeededShuffle(self.shuffle_buffer, state) if train else None,
             wds.batched(batch_size, collation_fn=Collate(self._mask.numpy(), state,
@@ -442,8 +443,7 @@ class LipSyncDataModule(L.LightningDataModule):
         state = StreamState(f"{split}-clips", self.seed)
         cutter = self._cutter(train=False)
         count = 0
-        for sample in wds.tarfile_to_samples(handler=state.tar_error)(
-                iter([{"url": url} for url in self._urls[split]])):
+        for sample in TarSamples(state)(iter([{"url": url} for url in self._urls[split]])):
             if limit is not None and count >= limit:
                 return
             try:
