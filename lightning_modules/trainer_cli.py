@@ -12,12 +12,14 @@ from typing import Any
 from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
 
 from datamodules.windows import mel_frames_for
+from lightning_modules.callbacks.graceful_stop import GracefulStop
 from lightning_modules.cli import (
     BANK_CONFIG,
     DEFAULT_CONFIG,
     SYNC_EXPERT_CONFIG,
     TRAINER_COMMANDS,
 )
+from lightning_modules.signals import exit_code_on_signal
 
 
 class LoggedConfigCallback(SaveConfigCallback):
@@ -118,17 +120,19 @@ def _run_subcommand_cli(cli_class: type[LipmemCLI], model_class: type, default_c
     from datamodules.lipsync_datamodule import LipSyncDataModule
 
     defaults = [str(default_config)] if default_config.is_file() else []
-    cli_class(
-        model_class,
-        LipSyncDataModule,
-        parser_kwargs={
-            "parser_mode": "omegaconf",
-            **{cmd: {"default_config_files": defaults} for cmd in TRAINER_COMMANDS},
-        },
-        save_config_callback=LoggedConfigCallback,
-        save_config_kwargs={"overwrite": True},
-        args=args,
-    )
+    with exit_code_on_signal():  # SIGTERM / Ctrl-C: last.ckpt saved, exit 143 / 130
+        cli_class(
+            model_class,
+            LipSyncDataModule,
+            parser_kwargs={
+                "parser_mode": "omegaconf",
+                **{cmd: {"default_config_files": defaults} for cmd in TRAINER_COMMANDS},
+            },
+            save_config_callback=LoggedConfigCallback,
+            save_config_kwargs={"overwrite": True},
+            trainer_defaults={"callbacks": [GracefulStop()]},  # always there, beside the config's
+            args=args,
+        )
 
 
 def run_trainer_cli(args: list[str] | None = None) -> None:
@@ -161,17 +165,20 @@ def run_bank_build(args: list[str]) -> int:
     from lightning_modules.mouth_autoencoder import MouthAutoencoder
     from memory_bank.build_job import BankBuild, BankSpec
 
-    cli = BankCLI(
-        MouthAutoencoder,
-        LipSyncDataModule,
-        run=False,
-        parser_kwargs={"parser_mode": "omegaconf",
-                       "default_config_files": [str(BANK_CONFIG)] if BANK_CONFIG.is_file() else []},
-        save_config_callback=LoggedConfigCallback,
-        save_config_kwargs={"overwrite": True},
-        args=args,
-    )
-    spec = cli.config_init.bank
-    spec = spec if isinstance(spec, BankSpec) else BankSpec(**dict(spec))
-    BankBuild(spec, cli.trainer, cli.model, cli.datamodule)()
+    with exit_code_on_signal():
+        cli = BankCLI(
+            MouthAutoencoder,
+            LipSyncDataModule,
+            run=False,
+            parser_kwargs={"parser_mode": "omegaconf",
+                           "default_config_files": [str(BANK_CONFIG)] if BANK_CONFIG.is_file()
+                           else []},
+            save_config_callback=LoggedConfigCallback,
+            save_config_kwargs={"overwrite": True},
+            trainer_defaults={"callbacks": [GracefulStop()]},
+            args=args,
+        )
+        spec = cli.config_init.bank
+        spec = spec if isinstance(spec, BankSpec) else BankSpec(**dict(spec))
+        BankBuild(spec, cli.trainer, cli.model, cli.datamodule)()
     return 0
