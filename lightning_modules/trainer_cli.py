@@ -18,6 +18,7 @@ from lightning_modules.cli import (
     DEFAULT_CONFIG,
     SYNC_EXPERT_CONFIG,
     TRAINER_COMMANDS,
+    require_default_config,
 )
 from lightning_modules.signals import exit_code_on_signal
 
@@ -119,7 +120,7 @@ def _run_subcommand_cli(cli_class: type[LipmemCLI], model_class: type, default_c
     """A fit/validate/test/predict CLI with ``default_config`` loaded first (when present)."""
     from datamodules.lipsync_datamodule import LipSyncDataModule
 
-    defaults = [str(default_config)] if default_config.is_file() else []
+    defaults = [str(require_default_config(default_config))]
     with exit_code_on_signal():  # SIGTERM / Ctrl-C: last.ckpt saved, exit 143 / 130
         cli_class(
             model_class,
@@ -171,8 +172,7 @@ def run_bank_build(args: list[str]) -> int:
             LipSyncDataModule,
             run=False,
             parser_kwargs={"parser_mode": "omegaconf",
-                           "default_config_files": [str(BANK_CONFIG)] if BANK_CONFIG.is_file()
-                           else []},
+                           "default_config_files": [str(require_default_config(BANK_CONFIG))]},
             save_config_callback=LoggedConfigCallback,
             save_config_kwargs={"overwrite": True},
             trainer_defaults={"callbacks": [GracefulStop()]},
