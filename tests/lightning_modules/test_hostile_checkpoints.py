@@ -125,3 +125,26 @@ def test_ablation_bank_summary_feeds_only_a_registry_ref_and_its_own_file(tmp_pa
     layout.bank_summary().write_text(text)
     with pytest.raises(AblationConfigError, match="summary.json"):
         bank_inputs(layout)
+
+
+def test_resumed_callback_state_names_only_files_in_the_checkpoint_folder(tmp_path):
+    """Lightning deletes the worst of a resumed ModelCheckpoint's `best_k_models`, guarded
+    only by "inside dirpath" on the unresolved path: `dirpath/../victim` passed."""
+    from lightning_modules.callbacks import RunCheckpoint
+
+    folder = tmp_path / "run" / "checkpoints"
+    folder.mkdir(parents=True)
+    victim = tmp_path / "run" / "victim.txt"
+    mine = str(folder / "epoch001.ckpt")
+    callback = RunCheckpoint(dirpath=str(folder), monitor="val/l1_mouth", save_top_k=2)
+    callback.load_state_dict({
+        "dirpath": str(folder), "best_model_score": torch.tensor(0.1),
+        "best_model_path": str(folder / ".." / "victim.txt"),
+        "kth_best_model_path": "s3://bucket/other.ckpt", "kth_value": torch.tensor(0.2),
+        "last_model_path": "/etc/hostname",
+        "best_k_models": {mine: torch.tensor(0.1), str(folder / ".." / "victim.txt"):
+                          torch.tensor(0.2), "s3://bucket/other.ckpt": torch.tensor(0.3)}})
+    assert list(callback.best_k_models) == [mine]
+    assert callback.best_model_path == callback.kth_best_model_path == ""
+    assert callback.last_model_path == ""
+    assert not victim.exists()
