@@ -148,3 +148,16 @@ def test_resumed_callback_state_names_only_files_in_the_checkpoint_folder(tmp_pa
     assert callback.best_model_path == callback.kth_best_model_path == ""
     assert callback.last_model_path == ""
     assert not victim.exists()
+
+
+@pytest.mark.parametrize("run_id", ["../../elsewhere", "a/b", 42])
+def test_a_checkpoints_wandb_run_id_is_an_id_not_a_path(tmp_path, run_id):
+    """A resumed fit logs into the W&B run its checkpoint names; W&B makes folders from it."""
+    from lightning_modules.checkpoint_refs import wandb_run_id
+
+    path = tmp_path / "last.ckpt"
+    torch.save({"state_dict": {}, "lipmem": {"wandb_run_id": "abc123_x-9"}}, path)
+    assert wandb_run_id(path) == "abc123_x-9"
+    torch.save({"state_dict": {}, "lipmem": {"wandb_run_id": run_id}}, path)
+    with pytest.raises(ValueError, match="wandb_run_id"):
+        wandb_run_id(path)
