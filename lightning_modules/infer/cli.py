@@ -70,8 +70,8 @@ def same_file(a: str | os.PathLike, b: str | os.PathLike) -> bool:
 
 
 def check_out_is_not_an_input(args: argparse.Namespace) -> None:
-    """ValueError when --out would overwrite --face or --audio (the output is written in
-    place of an existing file only after it is finished, but an input must never be lost)."""
+    """ValueError when --out is --face or --audio: the finished video is renamed over
+    --out, and the input would be gone."""
     for flag, value in (("--face", args.face), ("--audio", args.audio)):
         if value != "-" and same_file(args.out, value):
             raise ValueError(f"--out {args.out} is the same file as {flag} {value}: refusing to "
