@@ -8,9 +8,12 @@ ranks can sum with a single all-reduce.
 Skips (the sample is dropped, the stream goes on):
 
 =====================  =========================================================================
-``truncated_tar``      the tar stream of a shard broke (truncated member, bad header); the rest
-                       of that shard is lost for this pass
+``truncated_tar``      the tar stream of a shard broke (truncated member, bad header: a
+                       ``tarfile.TarError`` or ``EOFError``); the rest of that shard is lost
+                       for this pass, counted once
 ``missing_member``     a sample lacks ``mp4``, ``wav`` or ``json``
+``duplicate_member``   a member name appears more than once under one key (two samples
+                       written with one name): which members belong together is unknown
 ``undecodable``        a member that the decoders (PyAV, WAV reader, JSON, numpy) cannot read
 ``bad_metadata``       ``json`` is not an object or has a non-positive ``fps`` / sample rate
 ``wrong_fps``          a frame rate other than the configured one (no well-defined repair
@@ -22,6 +25,10 @@ Skips (the sample is dropped, the stream goes on):
 ``length_mismatch``    audio vs frames (or mouth track vs frames) differ by more than the
                        tolerance
 ``too_short``          fewer frames than a window (with its reference) needs
+``oversized``          larger than the loader's limits (frame side > 4 x ``image_size``, more
+                       than ``max_clip_seconds`` of frames or audio, a sample rate outside
+                       4-192 kHz, a member declaring more data than it holds); checked
+                       before decoding in full or resampling (:mod:`datamodules.sample_limits`)
 ``other``              anything else a decoder raised
 =====================  =========================================================================
 
@@ -47,9 +54,9 @@ if TYPE_CHECKING:  # torch only where tensors are made: prep/synth workers never
     import torch
 
 SKIP_REASONS: tuple[str, ...] = (
-    "truncated_tar", "missing_member", "undecodable", "bad_metadata", "wrong_fps",
+    "truncated_tar", "missing_member", "duplicate_member", "undecodable", "bad_metadata", "wrong_fps",
     "nonfinite_audio", "silent_audio", "empty_clip", "wrong_frame_size", "length_mismatch",
-    "too_short", "other",
+    "too_short", "oversized", "other",
 )
 REPAIR_REASONS: tuple[str, ...] = (
     "resampled_audio", "grayscale_frames", "resized_frames", "trimmed_length",

@@ -45,6 +45,7 @@ from datamodules.loader_stages import (
     ShardSource,
     StreamLoader,
     StreamState,
+    TarSamples,
     assign_shards,
     rank_and_world_size,
 )
@@ -57,6 +58,7 @@ from datamodules.manifest import (
 )
 from datamodules.masks import LowerFaceMask
 from datamodules.sample_format import MOUTH_KEY, Clip, SampleError, decode_sample
+from datamodules.sample_limits import DEFAULT_MAX_CLIP_SECONDS
 from datamodules.windows import WindowCutter, check_audio_ratio
 
 SPLITS = ("train", "val", "test")
@@ -131,6 +133,7 @@ class LipSyncDataModule(L.LightningDataModule):
         length_tolerance_frames: float = 1.0,
         off_sync_min_shift: int = 0,
         off_sync_max_shift: int = 15,
+        max_clip_seconds: float = DEFAULT_MAX_CLIP_SECONDS,
     ) -> None:
         """
         Args:
@@ -165,6 +168,9 @@ class LipSyncDataModule(L.LightningDataModule):
             off_sync_min_shift, off_sync_max_shift: when min > 0, every window also carries
                 ``mel_off``, its frames' audio shifted by a random s with min <= |s| <= max
                 frames (the sync expert's negatives); 0 (default) for the GAN.
+            max_clip_seconds: longest clip (frames and audio) a sample may hold; longer
+                ones, frames above 4 x image_size and sample rates outside 4-192 kHz are
+                skipped as ``oversized`` before they are decoded in full or resampled.
         """
         super().__init__()
         self.save_hyperparameters()
@@ -219,7 +225,8 @@ class LipSyncDataModule(L.LightningDataModule):
                                    skip_silent_audio=skip_silent_audio,
                                    length_tolerance_frames=length_tolerance_frames,
                                    off_sync_min_shift=off_sync_min_shift,
-                                   off_sync_max_shift=off_sync_max_shift)
+                                   off_sync_max_shift=off_sync_max_shift,
+                                   max_clip_seconds=max_clip_seconds)
         # Validates ref_min_gap / audio settings once more and fixes mel_frames.
         self._probe_cutter = WindowCutter(**self._cutter_kwargs,
                                           audio_shift_frames=audio_shift_frames)
@@ -416,7 +423,7 @@ class LipSyncDataModule(L.LightningDataModule):
         batch_size = self.batch_size if train else self.val_batch_size
         dataset = wds.DataPipeline(
             ShardSource(urls, state, train=train),
-            wds.tarfile_to_samples(handler=state.tar_error),
+            TarSamples(state),
             ClipsToWindows(self._cutter(train), state, windows_per_clip, train=train),
             SeededShuffle(self.shuffle_buffer, state) if train else None,
             wds.batched(batch_size, collation_fn=Collate(self._mask.numpy(), state,
@@ -466,12 +473,12 @@ class LipSyncDataModule(L.LightningDataModule):
         state = StreamState(f"{split}-clips", self.seed)
         cutter = self._cutter(train=False)
         count = 0
-        for sample in wds.tarfile_to_samples(handler=state.tar_error)(
-                iter([{"url": url} for url in self._urls[split]])):
+        for sample in TarSamples(state)(iter([{"url": url} for url in self._urls[split]])):
             if limit is not None and count >= limit:
                 return
             try:
-                clip = cutter.prepare(decode_sample(sample))  # repaired where well-defined
+                # repaired where well-defined; nothing over the limits is decoded in full
+                clip = cutter.prepare(decode_sample(sample, cutter.limits))
             except SampleError as exc:
                 state.skip(exc.key, exc.reason, exc.category)
                 continue

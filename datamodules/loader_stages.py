@@ -2,7 +2,7 @@
 
 Pipeline per split (see :class:`datamodules.lipsync_datamodule.LipSyncDataModule`)::
 
-    ShardSource -> wds.tarfile_to_samples(handler=state.tar_error) -> ClipsToWindows
+    ShardSource -> TarSamples(state) -> ClipsToWindows
         -> SeededShuffle (train only) -> wds.batched(..., collation_fn=Collate) -> StreamLoader
 
 Everything that varies per process lives in one :class:`StreamState` shared by the stages of
@@ -153,18 +153,20 @@ class StreamState:
     def tar_error(self, exn: BaseException) -> bool:
         """webdataset handler for unreadable shards / tar members: warn, count, continue.
 
-        One broken shard read often raises twice (the member, then the tar stream); it is
-        counted and warned about once per read of that shard.
+        Classified by exception type: a broken tar stream (``tarfile.TarError``,
+        ``EOFError``) is ``truncated_tar``, anything else (a shard that cannot be opened,
+        ...) ``other``. A broken stream raises twice (the member, then the stream) and
+        loses the rest of the shard: it is counted once per read of that shard.
         """
         url = self.current_url or "unknown shard"
         first = exn.args[0] if getattr(exn, "args", None) else ""
         reason = f"{type(exn).__name__}: {str(first)[:300]}"
-        if self._errored_url == url:
+        broken_tar = isinstance(exn, (tarfile.TarError, EOFError))
+        if broken_tar and self._errored_url == url:
             log.debug("[%s] further error in shard %s: %s", self.name, url, reason)
             return True
-        self._errored_url = url
-        broken_tar = isinstance(exn, (tarfile.TarError, EOFError)) or "tar" in reason.lower() \
-            or "unexpected end" in reason.lower()
+        if broken_tar:
+            self._errored_url = url
         self.skip(f"<tar data in {url}>", reason, "truncated_tar" if broken_tar else "other")
         return True
 
@@ -180,6 +182,54 @@ class StreamState:
         """Counts by category since the previous call, as a data_issues vector; resets them."""
         vector, self.issues = issue_vector(self.issues), Counter()
         return vector
+
+
+# ---------------------------------------------------------------------- tar -> samples
+class TarSamples:
+    """``wds.tarfile_to_samples`` with members grouped into samples here, so that every
+    problem is counted once per sample it costs: webdataset raises one ValueError per
+    repeated member name (three for a repeated clip) and keeps the first copy, so two
+    clips written under one key became one sample built from the first and counted as
+    errors. Here such a sample is skipped and counted once, as ``duplicate_member``.
+    Consecutive members with one key form a sample (WebDataset's rule); a key ends at the
+    next key or at the end of a shard."""
+
+    def __init__(self, state: StreamState) -> None:
+        self.state = state
+
+    def __call__(self, src: Iterator[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+        from webdataset.tariterators import base_plus_ext, tar_file_expander, url_opener
+
+        streams = url_opener(src, handler=self.state.tar_error)
+        current: dict[str, Any] | None = None
+        repeated: list[str] = []
+        for member in tar_file_expander(streams, handler=self.state.tar_error):
+            key, suffix = (None, None) if member == {} else base_plus_ext(member["fname"])
+            if member == {} or (key is not None and (current is None
+                                                     or key != current["__key__"])):
+                yield from self._finish(current, repeated)
+                current, repeated = None, []
+            if key is None:
+                continue  # the end of a shard, or a member name without an extension
+            if current is None:
+                current = {"__key__": key, "__url__": member["__url__"]}
+            suffix = suffix.lower()
+            if suffix in current:
+                repeated.append(suffix)
+            else:
+                current[suffix] = member["data"]
+        yield from self._finish(current, repeated)
+
+    def _finish(self, sample: dict[str, Any] | None,
+                repeated: list[str]) -> Iterator[dict[str, Any]]:
+        if sample is None:
+            return
+        if repeated:
+            self.state.skip(sample["__key__"], f"member(s) {sorted(set(repeated))} appear more "
+                            "than once under this key: several samples share the name, which "
+                            "members belong together is unknown", "duplicate_member")
+            return
+        yield sample
 
 
 # ---------------------------------------------------------------------- shard assignment
@@ -283,7 +333,7 @@ class ClipsToWindows:
         for sample in src:
             key = str(sample.get("__key__", "<no key>"))
             try:
-                clip = self.cutter.prepare(decode_sample(sample))
+                clip = self.cutter.prepare(decode_sample(sample, self.cutter.limits))
                 windows = self.cutter.cut(clip, self.windows_per_clip, rng, check=False)
             except SampleError as exc:
                 self.state.skip(exc.key, exc.reason, exc.category)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,10 @@ from datamodules.shards import MANIFEST_NAME
 REQUIRED_FIELDS = ("format_version", "fps", "sample_rate", "image_size", "splits", "shards")
 REQUIRED_SHARD_FIELDS = ("name", "split", "sha256", "bytes", "clips")
 REQUIRED_SPLIT_FIELDS = ("shards", "clips")
+# A shard is a plain file beside the manifest. webdataset reads `pipe:CMD` by running CMD in
+# a shell and `scheme://` over the network: those forms come only from explicit config
+# (`data.*_shards`), never from a manifest that arrived with a corpus.
+SHARD_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.+-]*\.tar")
 
 
 class ManifestError(ValueError):
@@ -70,11 +75,17 @@ def load_manifest(path: str | os.PathLike) -> dict[str, Any]:
         if lacking:
             raise ManifestError(f"manifest {str(file)!r}: shards[{i}] "
                                 f"({shard.get('name', '?')!r}) lacks field(s) {lacking}")
+        check_shard_name(shard["name"], f"manifest {str(file)!r}: shards[{i}].name")
     for name, split in manifest["splits"].items():
         lacking = [k for k in REQUIRED_SPLIT_FIELDS if not isinstance(split, dict) or k not in split]
         if lacking:
             raise ManifestError(f"manifest {str(file)!r}: splits[{name!r}] lacks field(s) "
                                 f"{lacking}")
+        if not isinstance(split["shards"], list):
+            raise ManifestError(f"manifest {str(file)!r}: splits[{name!r}].shards must be a "
+                                f"list of shard names")
+        for j, entry in enumerate(split["shards"]):
+            check_shard_name(entry, f"manifest {str(file)!r}: splits[{name!r}].shards[{j}]")
         known = {s["name"] for s in manifest["shards"]}
         unknown = [s for s in split["shards"] if s not in known]
         if unknown:
@@ -82,6 +93,17 @@ def load_manifest(path: str | os.PathLike) -> dict[str, Any]:
                                 f"{unknown} that are not in 'shards'")
     manifest["_path"] = str(file)
     return manifest
+
+
+def check_shard_name(name: Any, where: str) -> str:
+    """``name`` when it is a plain ``*.tar`` file name (letters, digits, ``_ . + -``, not
+    starting with ``.`` or ``-``); else ManifestError saying ``where`` and what is allowed."""
+    if not isinstance(name, str) or not SHARD_NAME.fullmatch(name):
+        raise ManifestError(f"{where} is {name!r}: a shard name must be a plain file name "
+                            f"ending in .tar (letters, digits, '_', '.', '+', '-'; no '/', ':' "
+                            f"or leading '.'/'-'). Commands (pipe:) and URLs are allowed only "
+                            f"in explicit config (data.train_shards/val_shards/test_shards)")
+    return name
 
 
 def _describe(manifest: dict[str, Any]) -> str:

@@ -33,6 +33,7 @@ import numpy as np
 import scipy.io.wavfile
 
 from datamodules.data_issues import check_reason
+from datamodules.sample_limits import OversizedSample, SampleLimits, npy_shape
 
 FORMAT_VERSION = 1
 VIDEO_KEY = "mp4"
@@ -97,17 +98,28 @@ class EmptyVideo(ValueError):
     """A video stream without a single frame."""
 
 
-def read_video(data: bytes) -> tuple[np.ndarray, float, bool]:
+def read_video(data: bytes, limits: SampleLimits | None = None
+               ) -> tuple[np.ndarray, float, bool]:
     """All frames as uint8 (T, H, W, 3), the stream's average frame rate, and whether the
-    source was grayscale (PyAV's rgb24 conversion replicates the gray channel)."""
+    source was grayscale (PyAV's rgb24 conversion replicates the gray channel).
+
+    With ``limits``, the frame size and count the container header declares are checked
+    before any frame is decoded, and every frame again before it is converted (headers can
+    lie): :class:`OversizedSample` when over a limit."""
     with av.open(io.BytesIO(data), mode="r") as container:
         if not container.streams.video:
             raise ValueError("no video stream")
         stream = container.streams.video[0]
+        if limits is not None:
+            limits.check_frame_size(stream.codec_context.width, stream.codec_context.height)
+            limits.check_frame_count(stream.frames)  # 0 when the header does not say
         stream.thread_type = "AUTO"
         rate = float(stream.average_rate) if stream.average_rate else 0.0
         frames, gray = [], False
         for frame in container.decode(stream):
+            if limits is not None:
+                limits.check_frame_size(frame.width, frame.height)
+                limits.check_frame_count(len(frames) + 1)
             gray = gray or frame.format.name.startswith(("gray", "ya"))
             frames.append(frame.to_ndarray(format="rgb24"))
     if not frames:
@@ -202,10 +214,11 @@ def encode_sample(
     return sample
 
 
-def decode_sample(sample: dict[str, Any]) -> Clip:
+def decode_sample(sample: dict[str, Any], limits: SampleLimits | None = None) -> Clip:
     """Decode one raw sample; any problem raises SampleError naming the key and the
     :mod:`datamodules.data_issues` category. Content checks against the configuration
-    (rate, size, lengths) and their repairs are :meth:`WindowCutter.prepare`'s job."""
+    (rate, size, lengths) and their repairs are :meth:`WindowCutter.prepare`'s job; with
+    ``limits`` nothing larger than they allow is decoded in full (``oversized``)."""
     key = str(sample.get("__key__", "<no key>"))
     missing = [k for k in REQUIRED_KEYS if k not in sample]
     if missing:
@@ -230,7 +243,9 @@ def decode_sample(sample: dict[str, Any]) -> Clip:
     if empty:
         raise SampleError(key, f"zero-length member(s) {empty}", "empty_clip")
     try:
-        frames, _, gray = read_video(sample[VIDEO_KEY])
+        frames, _, gray = read_video(sample[VIDEO_KEY], limits)
+    except OversizedSample as exc:
+        raise SampleError(key, f"{VIDEO_KEY}: {exc}", "oversized") from exc
     except EmptyVideo as exc:
         raise SampleError(key, f"{VIDEO_KEY}: {exc}", "empty_clip") from exc
     except Exception as exc:  # decoder libraries raise many types; all mean "unusable"
@@ -241,8 +256,17 @@ def decode_sample(sample: dict[str, Any]) -> Clip:
     except Exception as exc:
         raise SampleError(key, f"{AUDIO_KEY} undecodable ({type(exc).__name__}: {exc})",
                           "undecodable") from exc
+    if limits is not None and rate > 0:  # rate <= 0 is bad_metadata, below
+        try:
+            limits.check_audio(audio.size, rate)
+        except OversizedSample as exc:
+            raise SampleError(key, f"{AUDIO_KEY}: {exc}", "oversized") from exc
     try:
+        if MOUTH_KEY in sample:
+            npy_shape(sample[MOUTH_KEY])  # declared vs actual size, before np.load allocates
         mouth = np.load(io.BytesIO(sample[MOUTH_KEY])) if MOUTH_KEY in sample else None
+    except OversizedSample as exc:
+        raise SampleError(key, f"{MOUTH_KEY}: {exc}", "oversized") from exc
     except Exception as exc:
         raise SampleError(key, f"{MOUTH_KEY} undecodable ({type(exc).__name__}: {exc})",
                           "undecodable") from exc

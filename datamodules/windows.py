@@ -24,6 +24,7 @@ import torch
 
 from datamodules.audio_features import MEL_FRAMES_PER_SECOND, SAMPLE_RATE, SILENCE, LogMel
 from datamodules.sample_format import Clip, SampleError
+from datamodules.sample_limits import DEFAULT_MAX_CLIP_SECONDS, OversizedSample, SampleLimits
 
 MIN_AUDIO_FRAME_RATIO = 5.0
 
@@ -79,7 +80,8 @@ class WindowCutter:
                  use_reference: bool = False, ref_min_gap: int = 5, audio_shift_frames: int = 0,
                  off_sync_min_shift: int = 0, off_sync_max_shift: int = 15,
                  logmel: LogMel | None = None, skip_silent_audio: bool = True,
-                 length_tolerance_frames: float = 1.0) -> None:
+                 length_tolerance_frames: float = 1.0,
+                 max_clip_seconds: float = DEFAULT_MAX_CLIP_SECONDS) -> None:
         check_audio_ratio(audio_seconds, fps)
         numeric = isinstance(length_tolerance_frames, (int, float)) \
             and not isinstance(length_tolerance_frames, bool)
@@ -113,6 +115,8 @@ class WindowCutter:
         self.length_tolerance_frames = float(length_tolerance_frames)
         self.off_sync_min_shift = off_sync_min_shift
         self.off_sync_max_shift = off_sync_max_shift
+        # what a sample may hold before it is decoded in full, resized or resampled
+        self.limits = SampleLimits.for_clips(image_size, fps, max_clip_seconds)
         self.logmel = logmel if logmel is not None else LogMel(sample_rate=sample_rate)
         if self.logmel.sample_rate != sample_rate:
             raise ValueError(f"logmel sample_rate {self.logmel.sample_rate} != sample_rate "
@@ -134,6 +138,8 @@ class WindowCutter:
           are a different crop and are skipped;
         - audio within ``length_tolerance_frames`` frames of ``num_frames * sample_rate /
           fps`` samples: trimmed or zero-padded to exactly that; further off: skipped.
+
+        Over :attr:`limits` (``oversized``): nothing is resized or resampled.
 
         Never repaired: NaN/inf audio, another fps, empty clips, and (with
         ``skip_silent_audio``) a clip whose audio is exactly zero throughout: a silent
@@ -160,6 +166,13 @@ class WindowCutter:
             raise SampleError(key, f"frames are {frames.shape[2]}x{frames.shape[1]}, expected "
                                    f"square {self.image_size}x{self.image_size}",
                               "wrong_frame_size")
+        try:
+            self.limits.check_frame_size(frames.shape[2], frames.shape[1])
+            self.limits.check_frame_count(n)
+            if clip.sample_rate > 0:
+                self.limits.check_audio(np.shape(clip.audio)[0], clip.sample_rate)
+        except OversizedSample as exc:
+            raise SampleError(key, str(exc), "oversized") from exc
         if frames.shape[1] != self.image_size:
             frames = resize_frames(frames, self.image_size)
             repairs.append("resized_frames")

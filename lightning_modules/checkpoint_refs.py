@@ -8,10 +8,12 @@ the checkpoint file inside the artifact.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
 LIGHTNING_CKPT_VALUES = ("last", "best", "hpc", "registry")
+RUN_ID = re.compile(r"[A-Za-z0-9_-]{1,128}")
 
 
 def resolve_ckpt_path(ckpt_path: str | None, registry: str | None = None) -> str | None:
@@ -56,7 +58,13 @@ def wandb_run_id(ckpt_file: Path) -> str | None:
         raise ValueError(f"checkpoint {ckpt_file} cannot be read safely "
                          f"(torch.load weights_only=True: {type(exc).__name__}: {exc})") from exc
     info = checkpoint.get(CKPT_KEY) or {}
-    return info.get("wandb_run_id")
+    run_id = info.get("wandb_run_id") if isinstance(info, dict) else None
+    if run_id is None:
+        return None
+    if not isinstance(run_id, str) or not RUN_ID.fullmatch(run_id):  # it names folders
+        raise ValueError(f"checkpoint {ckpt_file}: {CKPT_KEY}.wandb_run_id={run_id!r} is not a "
+                         "W&B run id (letters, digits, '_', '-')")
+    return run_id
 
 
 def load_checkpoint(ref: str, registry: str | None = None,

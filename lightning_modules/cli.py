@@ -15,10 +15,46 @@ from pathlib import Path
 
 TRAINER_COMMANDS = ("fit", "validate", "test", "predict")
 REPO_ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_CONFIG = REPO_ROOT / "configs" / "default.yaml"
-BANK_CONFIG = REPO_ROOT / "configs" / "bank.yaml"
-SYNC_EXPERT_CONFIG = REPO_ROOT / "configs" / "sync_expert.yaml"
+# The YAML configs: inside the package in a wheel install (setup.py ships the checkout's
+# configs/ as lightning_modules/configs/), the checkout's configs/ otherwise.
+PACKAGED_CONFIGS = Path(__file__).resolve().parent / "configs"
+CHECKOUT_CONFIGS = REPO_ROOT / "configs"
+CONFIGS = PACKAGED_CONFIGS if PACKAGED_CONFIGS.is_dir() else CHECKOUT_CONFIGS
+DEFAULT_CONFIG = CONFIGS / "default.yaml"
+BANK_CONFIG = CONFIGS / "bank.yaml"
+SYNC_EXPERT_CONFIG = CONFIGS / "sync_expert.yaml"
 JOBS = ("sync_expert",)  # `lipmem_job:` in a --config file: a trainer job other than the GAN
+
+
+def require_default_config(path: Path) -> Path:
+    """``path`` when it exists; otherwise the job would silently run without its defaults
+    (no generator, loss, logger or callbacks), so it is an error naming what is missing."""
+    if not path.is_file():
+        raise SystemExit(f"lipmem: the default config {path} is missing (looked in "
+                         f"{PACKAGED_CONFIGS} and {CHECKOUT_CONFIGS}); the installation is "
+                         "incomplete: reinstall lipmem")
+    return path
+
+
+def shipped_config_args(args: list[str]) -> list[str]:
+    """``--config configs/NAME.yaml`` given where no such file exists (a wheel install run
+    from any folder) names the config shipped with lipmem; other paths are left as they are."""
+    out = list(args)
+    for i, arg in enumerate(out):
+        flag, eq, value = arg.partition("=")
+        if eq and flag in ("--config", "-c"):
+            out[i] = f"{flag}={_shipped(value)}"
+        elif not eq and i > 0 and out[i - 1] in ("--config", "-c"):
+            out[i] = _shipped(arg)
+    return out
+
+
+def _shipped(value: str) -> str:
+    rel = Path(value)
+    if rel.is_absolute() or rel.exists() or not rel.parts or rel.parts[0] != "configs":
+        return value
+    candidate = CONFIGS.joinpath(*rel.parts[1:])
+    return str(candidate) if candidate.is_file() else value
 
 
 def config_job(args: list[str]) -> str | None:
@@ -115,7 +151,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
+    from_sys = argv is None
+    argv = shipped_config_args(list(sys.argv[1:] if argv is None else argv))
+    if from_sys and argv != sys.argv[1:]:  # LightningCLI and DDP re-execution read sys.argv
+        sys.argv[1:] = argv
     if argv and argv[0] in TRAINER_COMMANDS:
         # LightningCLI reads sys.argv itself when args is None, which DDP re-execution needs.
         if config_job(argv[1:]) == "sync_expert":

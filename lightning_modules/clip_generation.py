@@ -24,6 +24,7 @@ from datamodules.sample_format import Clip
 from datamodules.windows import WindowCutter
 from lightning_modules.nets import LipSyncGenerator
 from lightning_modules.nets.batchnorm_folding import fold_batchnorm
+from lightning_modules.nets.from_record import build_from_record
 
 MODEL_RECORD_KEY = "lipmem_model"
 MODEL_RECORD_FORMAT = 1
@@ -109,22 +110,25 @@ def load_generator(ref: str | Path, registry: str | None = None,
     if cls is None:
         raise ValueError(f"checkpoint {path}: generator_class {record.get('generator_class')!r} "
                          f"is not one of {sorted(GENERATOR_CLASSES)}")
-    generator = cls(**record["generator"])
     prefix = "generator."
     state = {k[len(prefix):]: v for k, v in checkpoint.get("state_dict", {}).items()
              if k.startswith(prefix)}
-    try:
-        generator.load_state_dict(state, strict=True)
-    except RuntimeError as exc:
-        raise ValueError(f"checkpoint {path}: generator weights do not match the recorded "
-                         f"architecture: {exc}") from exc
+    # the recorded arguments are data: checked against the stored weights before allocating
+    generator = build_from_record(cls, record["generator"], state,
+                                  f"checkpoint {path}: generator")
     if not bool(generator.memory.loaded):
         raise ValueError(f"checkpoint {path}: the generator's memory codes were never loaded "
                          "(a checkpoint saved before training started?)")
     generator.eval()
     if fold_norms:
         fold_batchnorm(generator)
-    geometry = Geometry(**record.get("geometry", {}))
+    try:
+        geometry = Geometry(**record.get("geometry", {}))
+        if not isinstance(geometry.mask, dict) or not isinstance(geometry.crop, (dict, type(None))):
+            raise TypeError("mask must be an object and crop an object or null")
+    except TypeError as exc:
+        raise ValueError(f"checkpoint {path}: geometry record {record.get('geometry')!r} does "
+                         f"not fit {sorted(Geometry.__dataclass_fields__)} ({exc})") from exc
     info = {"checkpoint": str(path), "ref": str(ref), "global_step": checkpoint.get("global_step"),
             "epoch": checkpoint.get("epoch"), "memory": checkpoint.get("memory_info") or {}}
     return LoadedGenerator(generator.to(device), geometry, str(path), info)

@@ -5,7 +5,9 @@ runs each as a real subprocess built from the file's `command:`, as `wandb agent
 plus `--trainer.default_root_dir=OUT/SWEEP_ID/trial-NNN` and the W&B run's group (the sweep
 id) and name (trial-NNN), so `wandb sync` later uploads the trials as one group. The metric
 is read from the run W&B wrote (its summary, what a W&B sweep optimises). `sweep.json` is
-rewritten after every trial; a rerun with the same sweep id skips the finished trials.
+rewritten after every trial; a rerun with the same sweep id skips the finished trials and
+runs again those that failed or were interrupted (a SIGTERM / SIGINT to the runner is passed
+on to the running trial, which saves and stops; the runner records it and stops too).
 """
 
 from __future__ import annotations
@@ -15,12 +17,12 @@ import json
 import os
 import re
 import shlex
-import subprocess
 import time
 from pathlib import Path
 from typing import Any
 
 from datamodules.atomic_files import write_json_atomic
+from lightning_modules.signals import run_forwarding_signals, was_interrupted
 from lightning_modules.sweeps.command import build_command, resolve_executable
 from lightning_modules.sweeps.sampling import plan_trials
 from lightning_modules.sweeps.spec import SweepConfigError, SweepSpec, load_sweep
@@ -85,14 +87,25 @@ def read_finished_run(run_dir: Path, wait_s: float = FINALISE_WAIT_S) -> WandbRu
     return run
 
 
+def trial_status(code: int, received: int | None) -> str:
+    """finished (exit 0), interrupted (stopped by SIGTERM / SIGINT, its own or one passed on
+    from this runner: run again next time) or failed."""
+    if code == 0:
+        return "finished"
+    return "interrupted" if was_interrupted(code) or received is not None else "failed"
+
+
 def run_trial(argv: list[str], root: Path, metric: str | None) -> dict[str, Any]:
-    """Run one trial; its stdout/stderr go to files in its folder. Returns the record."""
+    """Run one trial; its stdout/stderr go to files in its folder. Returns the record, with
+    the signal this runner received meanwhile (passed on to the trial) under ``signal``."""
     root.mkdir(parents=True, exist_ok=True)
     before = set(find_runs(root))
     start = time.monotonic()
     with open(root / "stdout.log", "w") as out, open(root / "stderr.log", "w") as err:
-        code = subprocess.run(argv, stdout=out, stderr=err, env=trial_env(), check=False).returncode
-    record: dict[str, Any] = {"exit_code": code, "seconds": round(time.monotonic() - start, 1),
+        code, received = run_forwarding_signals(argv, stdout=out, stderr=err, env=trial_env())
+    record: dict[str, Any] = {"exit_code": code, "status": trial_status(code, received),
+                              "signal": received,
+                              "seconds": round(time.monotonic() - start, 1),
                               "metric": None, "wandb_run": None, "note": None}
     new_runs = [r for r in find_runs(root) if r not in before]
     if new_runs:
@@ -190,19 +203,25 @@ def run(args: argparse.Namespace, extra: list[str]) -> int:
             root.mkdir(parents=True, exist_ok=True)
             json_file.write_text(json.dumps(params))
         result = run_trial(argv, root, spec.metric_name)
+        received = result.pop("signal")
         state["trials"][name] = {"index": index, "name": name, "params": params,
                                  "command": argv, "run_dir": str(root), **result}
         write_json_atomic(state_path, state, allow_nan=False)
-        status = "ok" if result["exit_code"] == 0 else f"FAILED (exit {result['exit_code']})"
+        status = {"finished": "ok", "interrupted": f"INTERRUPTED (exit {result['exit_code']}; a "
+                  "rerun runs it again)"}.get(result["status"],
+                                              f"FAILED (exit {result['exit_code']})")
         metric = f", {spec.metric_name}={result['metric']}" if spec.metric_name else ""
         note = f" ({result['note']})" if result["note"] else ""
         print(f"{name}: {status} in {result['seconds']} s{metric}{note}", flush=True)
+        if received is not None:  # this runner was asked to stop: no further trials
+            print(f"stopped by signal {received}; state: {state_path}", flush=True)
+            return 128 + received
     if args.dry_run:
         return 0
     state["trials"] = dict(sorted(state["trials"].items(), key=lambda kv: kv[1]["index"]))
     print_table(state)
     planned = [f"trial-{i:03d}" for i in range(len(plan.trials))]
-    failed = [n for n in planned if state["trials"].get(n, {}).get("exit_code") != 0]
+    failed = [n for n in planned if n not in finished(state)]
     print(f"results: {state_path}\nupload later: wandb sync {out}/trial-*/wandb/*run-*")
     if failed:
         print(f"{len(failed)} of {len(planned)} trial(s) failed: {', '.join(failed)} "

@@ -36,6 +36,7 @@ from torch import nn
 from torchmetrics import MeanMetric
 from torchmetrics.classification import BinaryAccuracy, BinaryAUROC
 
+from lightning_modules.nets.from_record import build_from_record
 from lightning_modules.nets.sync_net import SyncNet
 
 RECORD_KEY = "lipmem_sync_expert"
@@ -230,14 +231,9 @@ def load_sync_expert(ref: str | Path, registry: str | None = None,
     if cls is None:
         raise ValueError(f"checkpoint {path}: net_class {record.get('net_class')!r} is not one "
                          f"of {sorted(NET_CLASSES)}")
-    net = cls(**record["net"])
     state = checkpoint.get("state_dict", {})
     net_state = {k.removeprefix("net."): v for k, v in state.items() if k.startswith("net.")}
-    try:
-        net.load_state_dict(net_state, strict=True)
-    except RuntimeError as exc:
-        raise ValueError(f"checkpoint {path}: sync expert weights do not match the recorded "
-                         f"architecture: {exc}") from exc
+    net = build_from_record(cls, record["net"], net_state, f"checkpoint {path}: sync expert")
     scale = float(state["log_scale"].exp()) if "log_scale" in state else 1.0
     bias = float(state["bias"]) if "bias" in state else 0.0
     return LoadedSyncExpert(net.eval().to(device), scale, bias, dict(record.get("geometry") or {}),

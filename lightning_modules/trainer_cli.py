@@ -12,12 +12,15 @@ from typing import Any
 from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
 
 from datamodules.windows import mel_frames_for
+from lightning_modules.callbacks.graceful_stop import GracefulStop
 from lightning_modules.cli import (
     BANK_CONFIG,
     DEFAULT_CONFIG,
     SYNC_EXPERT_CONFIG,
     TRAINER_COMMANDS,
+    require_default_config,
 )
+from lightning_modules.signals import exit_code_on_signal
 
 
 class LoggedConfigCallback(SaveConfigCallback):
@@ -46,8 +49,10 @@ class LipmemCLI(RunFolderCLI):
     _checked_ckpt: str | None = None
 
     def _parse_ckpt_path(self) -> None:
-        """LightningCLI reads a local `--ckpt_path` file's hyperparameters right after
-        parsing; check its sha256 sidecar and refuse code-carrying pickles before that."""
+        """Check a local `--ckpt_path` file right after parsing (sha256 sidecar, no
+        code-carrying pickle). LightningCLI would also merge the file's `hyper_parameters`
+        into the config here; lipmem does not: they can name class paths, and a file never
+        chooses code. The config comes from the command line and config files alone."""
         subcommand = self.config.get("subcommand")
         ckpt_path = self.config[subcommand].get("ckpt_path") if subcommand else None
         if ckpt_path and Path(ckpt_path).is_file():
@@ -55,7 +60,6 @@ class LipmemCLI(RunFolderCLI):
 
             load_checkpoint_safely(ckpt_path)
             self._checked_ckpt = str(ckpt_path)
-        super()._parse_ckpt_path()
 
     def before_instantiate_classes(self) -> None:
         """`--ckpt_path REF` becomes the artifact's checkpoint file; a resumed fit logs into
@@ -116,18 +120,20 @@ def _run_subcommand_cli(cli_class: type[LipmemCLI], model_class: type, default_c
     """A fit/validate/test/predict CLI with ``default_config`` loaded first (when present)."""
     from datamodules.lipsync_datamodule import LipSyncDataModule
 
-    defaults = [str(default_config)] if default_config.is_file() else []
-    cli_class(
-        model_class,
-        LipSyncDataModule,
-        parser_kwargs={
-            "parser_mode": "omegaconf",
-            **{cmd: {"default_config_files": defaults} for cmd in TRAINER_COMMANDS},
-        },
-        save_config_callback=LoggedConfigCallback,
-        save_config_kwargs={"overwrite": True},
-        args=args,
-    )
+    defaults = [str(require_default_config(default_config))]
+    with exit_code_on_signal():  # SIGTERM / Ctrl-C: last.ckpt saved, exit 143 / 130
+        cli_class(
+            model_class,
+            LipSyncDataModule,
+            parser_kwargs={
+                "parser_mode": "omegaconf",
+                **{cmd: {"default_config_files": defaults} for cmd in TRAINER_COMMANDS},
+            },
+            save_config_callback=LoggedConfigCallback,
+            save_config_kwargs={"overwrite": True},
+            trainer_defaults={"callbacks": [GracefulStop()]},  # always there, beside the config's
+            args=args,
+        )
 
 
 def run_trainer_cli(args: list[str] | None = None) -> None:
@@ -160,17 +166,19 @@ def run_bank_build(args: list[str]) -> int:
     from lightning_modules.mouth_autoencoder import MouthAutoencoder
     from memory_bank.build_job import BankBuild, BankSpec
 
-    cli = BankCLI(
-        MouthAutoencoder,
-        LipSyncDataModule,
-        run=False,
-        parser_kwargs={"parser_mode": "omegaconf",
-                       "default_config_files": [str(BANK_CONFIG)] if BANK_CONFIG.is_file() else []},
-        save_config_callback=LoggedConfigCallback,
-        save_config_kwargs={"overwrite": True},
-        args=args,
-    )
-    spec = cli.config_init.bank
-    spec = spec if isinstance(spec, BankSpec) else BankSpec(**dict(spec))
-    BankBuild(spec, cli.trainer, cli.model, cli.datamodule)()
+    with exit_code_on_signal():
+        cli = BankCLI(
+            MouthAutoencoder,
+            LipSyncDataModule,
+            run=False,
+            parser_kwargs={"parser_mode": "omegaconf",
+                           "default_config_files": [str(require_default_config(BANK_CONFIG))]},
+            save_config_callback=LoggedConfigCallback,
+            save_config_kwargs={"overwrite": True},
+            trainer_defaults={"callbacks": [GracefulStop()]},
+            args=args,
+        )
+        spec = cli.config_init.bank
+        spec = spec if isinstance(spec, BankSpec) else BankSpec(**dict(spec))
+        BankBuild(spec, cli.trainer, cli.model, cli.datamodule)()
     return 0

@@ -102,6 +102,9 @@ def load_bank_encoder(bank: LoadedBank, registry: LocalRegistry | None = None) -
                          "autoencoder it was built with")
     target = resolve_reference(encoder["ref"], registry=registry)
     path = target.file(ENCODER_FILE) if isinstance(target, ArtifactVersion) else Path(target)
+    if not path.is_file():  # a device or pipe named in a bank's metadata would never end
+        raise ValueError(f"memory bank {bank.ref}: its autoencoder {encoder['ref']!r} is not a "
+                         f"regular file ({path})")
     expected = encoder.get("sha256")
     actual = sha256_file(path)
     if expected and actual != expected:

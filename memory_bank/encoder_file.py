@@ -15,6 +15,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from datamodules.atomic_files import atomic_path
+from lightning_modules.nets.from_record import build_from_record
 from lightning_modules.nets.mouth_autoencoder import MouthAutoencoderNet
 
 ENCODER_FILE = "autoencoder.safetensors"
@@ -42,12 +43,8 @@ def load_autoencoder(path: str | os.PathLike) -> tuple[MouthAutoencoderNet, dict
     except Exception as exc:
         raise ValueError(f"autoencoder file {path} is not a readable safetensors file "
                          f"({type(exc).__name__}: {exc})") from exc
-    if "net" not in meta:
+    if not isinstance(meta, dict) or "net" not in meta:
         raise ValueError(f"autoencoder file {path} has no 'net' config in its metadata: not "
                          "written by lipmem bank build")
-    net = MouthAutoencoderNet(**meta["net"])
-    missing, unexpected = net.load_state_dict(state, strict=False)
-    if missing or unexpected:
-        raise ValueError(f"autoencoder file {path} does not match its own config {meta['net']}: "
-                         f"missing {missing[:5]}, unexpected {unexpected[:5]}")
+    net = build_from_record(MouthAutoencoderNet, meta["net"], state, f"autoencoder file {path}")
     return net.eval(), meta

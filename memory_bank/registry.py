@@ -11,6 +11,12 @@ next job resolves them from here. Layout under the root:
 Nothing half-written is ever resolvable: files and artifact.json are written into a hidden
 temporary folder, which becomes `vN` with one rename (a rename onto an existing `vN` fails,
 so concurrent publishers never share a version); a `vN` without artifact.json is ignored.
+
+A publisher holds an fcntl lock on `NAME/.publish-TOKEN.lock` while it fills
+`NAME/.publish-TOKEN/`; the lock dies with the process, so the next publish removes the
+temporary folders of publishers that were killed (SIGKILL, a lost node) and keeps those of
+publishers still at work. Aliases only ever move forward: under racing publishes an alias
+stays on the higher version, whichever publisher updates the table last.
 """
 
 from __future__ import annotations
@@ -21,8 +27,9 @@ import hashlib
 import json
 import os
 import re
+import secrets
 import shutil
-import tempfile
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -35,6 +42,10 @@ from datamodules.atomic_files import sha256_file, write_json_atomic
 ARTIFACT_JSON = "artifact.json"
 ALIASES_JSON = "aliases.json"
 LOCK_FILE = ".lock"
+PUBLISH_PREFIX = ".publish-"
+# a temporary folder without a lock file is from a lipmem that did not write one: removed
+# once it is this old (seconds) and its publisher surely gone
+UNLOCKED_STALE_AFTER = 24 * 3600
 FORMAT = 1
 NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 VERSION_RE = re.compile(r"v(\d+)")
@@ -118,7 +129,7 @@ def read_version(path: str | os.PathLike, *, verify: bool = True,
                                "(an interrupted publish, or not an artifact folder)")
     try:
         data = json.loads(meta_path.read_text())
-        files = {str(k): str(v["sha256"]) for k, v in data["files"].items()}
+        files = {_check_arcname(str(k)): str(v["sha256"]) for k, v in data["files"].items()}
         version = ArtifactVersion(
             name=str(data["name"]), version=int(data["version"]), type=str(data["type"]),
             path=path, files=files, metadata=dict(data.get("metadata") or {}),
@@ -169,6 +180,11 @@ def _copy_hashed(src: Path, dst: Path, chunk: int = 1 << 20) -> tuple[str, int]:
         os.fsync(fout.fileno())
     os.chmod(dst, 0o644)
     return digest.hexdigest(), size
+
+
+def _lock_path(tmp: Path) -> Path:
+    """The lock file a publisher holds while it fills ``tmp``."""
+    return tmp.with_name(tmp.name + ".lock")
 
 
 class LocalRegistry:
@@ -268,8 +284,8 @@ class LocalRegistry:
                 metadata: Mapping[str, Any], aliases: Sequence[str] = ()) -> ArtifactVersion:
         """Copy `files` (arcname -> source file) into the next version; add `aliases` + latest.
 
-        Aliases move to the new version; `latest` only ever moves forward, so two concurrent
-        publishers leave it on the higher version.
+        Aliases move to the new version, and only ever forward: two concurrent publishers
+        leave every alias they share on the higher version.
         """
         validate_name(name)
         validate_name(type, "artifact type")
@@ -298,7 +314,7 @@ class LocalRegistry:
 
         folder = self.root / name
         folder.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=".publish-", dir=folder))
+        tmp, lock_fd = self._start_publish(name)
         try:
             stored = {}
             for arcname, src in sources.items():
@@ -309,14 +325,72 @@ class LocalRegistry:
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
+        finally:
+            _lock_path(tmp).unlink(missing_ok=True)
+            os.close(lock_fd)
         with self._locked(name):
             table = self.aliases(name)
             for alias in wanted:
-                if alias == "latest" and table.get("latest", -1) > number:
-                    continue  # a concurrent publisher already claimed a later version
+                if table.get(alias, -1) > number:
+                    continue  # a concurrent publisher already moved it to a later version
                 table[alias] = number
             write_json_atomic(folder / ALIASES_JSON, dict(sorted(table.items())))
         return self.resolve(name, f"v{number}", verify=False)
+
+    def _start_publish(self, name: str) -> tuple[Path, int]:
+        """A new temporary folder and the held lock that marks its publisher alive; the
+        temporary folders of dead publishers are removed first. Both under the name's lock,
+        so no publisher is seen between creating its folder and locking it."""
+        folder = self.root / name
+        with self._locked(name):
+            self._remove_stale_publishes(folder)
+            while True:
+                tmp = folder / f"{PUBLISH_PREFIX}{secrets.token_hex(8)}"
+                try:
+                    fd = os.open(_lock_path(tmp), os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
+                    break
+                except FileExistsError:
+                    continue
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            try:
+                tmp.mkdir()
+            except BaseException:
+                _lock_path(tmp).unlink(missing_ok=True)
+                os.close(fd)
+                raise
+        return tmp, fd
+
+    @staticmethod
+    def _remove_stale_publishes(folder: Path) -> list[Path]:
+        """Remove the temporary folders (and lock files) of publishers that died: their lock
+        can be taken. Call with the name's lock held. Returns what was removed."""
+        removed = []
+        for entry in folder.glob(f"{PUBLISH_PREFIX}*"):
+            if entry.name.endswith(".lock"):
+                tmp, lock = entry.with_name(entry.name.removesuffix(".lock")), entry
+            elif entry.is_dir():
+                tmp, lock = entry, _lock_path(entry)
+                if lock.exists():
+                    continue  # judged by its lock file, above
+            else:
+                continue
+            if lock.exists():
+                try:
+                    fd = os.open(lock, os.O_RDWR)
+                except FileNotFoundError:
+                    continue  # its publisher just finished
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    continue  # its publisher is alive
+                finally:
+                    os.close(fd)
+            elif time.time() - tmp.stat().st_mtime < UNLOCKED_STALE_AFTER:
+                continue  # no lock file: only old ones are surely abandoned
+            shutil.rmtree(tmp, ignore_errors=True)
+            lock.unlink(missing_ok=True)
+            removed.append(tmp)
+        return removed
 
     def _claim(self, name: str, type: str, tmp: Path, stored: dict[str, dict[str, Any]],
                metadata: dict[str, Any]) -> int:

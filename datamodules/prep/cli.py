@@ -104,6 +104,9 @@ def add_prep_arguments(parser: argparse.ArgumentParser) -> None:
                              f"(default {d.min_shards})")
     parser.add_argument("--workers", type=int, default=d.workers,
                         help=f"worker processes, <= 1 runs in-process (default {d.workers})")
+    parser.add_argument("--max-pixels", type=int, default=d.max_pixels,
+                        help="skip videos whose frames have more pixels, refused from the "
+                             f"stream header before decoding (default {d.max_pixels}: 4096x4096)")
     parser.add_argument("--overwrite", action="store_true",
                         help="discard earlier results in --out and start over")
     parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
@@ -119,6 +122,7 @@ def config_from_args(args: argparse.Namespace) -> PrepConfig:
         margin=args.margin, shift_y=args.shift_y, max_gap=args.max_gap, smooth=args.smooth,
         detect_every=args.detect_every, detect_side=args.detect_side, split_by=args.split_by,
         clips_per_shard=args.clips_per_shard, min_shards=args.min_shards, workers=args.workers,
+        max_pixels=args.max_pixels,
     )
 
 

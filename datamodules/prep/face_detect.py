@@ -14,7 +14,9 @@ InsightFace::
     lipmem data prep --detector mypkg.faces.S3FD --detector-args '{"device": "cuda:0"}'
 
 Detectors are built by class path inside each worker process (:func:`load_detector`), so they
-need not be picklable.
+need not be picklable. A class path is taken only from the command line: a detector named in
+a file (a checkpoint's crop record, a manifest) must be a built-in alias
+(:func:`builtin_detector`), because a file must never choose code to import.
 """
 
 from __future__ import annotations
@@ -99,6 +101,23 @@ def scale_boxes(boxes: list[Box], sx: float, sy: float) -> list[Box]:
             for x, y, w, h, score in boxes]
 
 
+def builtin_detector(spec: Any, where: str) -> str | None:
+    """The built-in detector alias that ``spec`` (read from a file: ``where`` says which and
+    what key) names, None for the default. Any other value is a ValueError: importing a
+    class path found in a file would let that file choose code to run."""
+    if spec is None:
+        return None
+    if isinstance(spec, str):
+        if spec in _ALIASES:
+            return spec
+        for alias, path in _ALIASES.items():
+            if spec == path:
+                return alias
+    raise ValueError(f"{where} names face detector {spec!r}; a detector read from a file must "
+                     f"be one of the built-in {sorted(_ALIASES)} (files never choose code to "
+                     f"import). To use that class, name it yourself: --detector CLASS_PATH")
+
+
 def load_detector(spec: str | FaceDetector | None = None,
                   kwargs: Mapping[str, Any] | None = None) -> FaceDetector:
     """A detector instance from ``spec``: None or ``"haar"`` for :class:`HaarFaceDetector`,
@@ -128,5 +147,5 @@ def load_detector(spec: str | FaceDetector | None = None,
     return detector
 
 
-__all__ = ["DEFAULT_DETECTOR", "Box", "FaceDetector", "HaarFaceDetector", "load_detector",
-           "scale_boxes"]
+__all__ = ["DEFAULT_DETECTOR", "Box", "FaceDetector", "HaarFaceDetector", "builtin_detector",
+           "load_detector", "scale_boxes"]

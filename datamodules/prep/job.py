@@ -10,7 +10,9 @@ atomically, so an interrupted run redoes at most the videos that were in flight.
 Skip reasons (the prep report counts them): ``undecodable`` (FFmpeg cannot open or decode
 it, or no video stream), ``no_audio`` (no audio stream, or it decodes to nothing),
 ``no_face`` (the detector never fires), ``too_short`` (no face run with audio as long as
-``min_clip_seconds``), ``error`` (anything unexpected: not recorded, so a rerun retries).
+``min_clip_seconds``), ``too_large`` (frames above ``max_pixels``, refused from the stream
+header before decoding; not recorded, so a rerun with a larger ``--max-pixels`` retries),
+``error`` (anything unexpected: not recorded, so a rerun retries).
 """
 
 from __future__ import annotations
@@ -46,9 +48,12 @@ from datamodules.prep.tracking import (
     track_from_detections,
 )
 from datamodules.sample_format import encode_sample
+from datamodules.sample_limits import MAX_SOURCE_PIXELS
 
-SKIP_REASONS = ("undecodable", "no_audio", "no_face", "too_short", "error")
+SKIP_REASONS = ("undecodable", "no_audio", "no_face", "too_short", "too_large", "error")
 SPLIT_MODES = ("auto", "speaker", "video", "clip")
+# skips that are not written down as finished: a rerun (with other settings) retries them
+_RETRIED = ("too_large", "error")
 STAGING = ".prep"
 SOURCE = "prep"
 
@@ -81,6 +86,7 @@ class PrepConfig:
     clips_per_shard: int = 64
     min_shards: int = 4
     workers: int = 2
+    max_pixels: int = MAX_SOURCE_PIXELS
 
     @property
     def clip_frames(self) -> int:
@@ -135,6 +141,8 @@ class PrepConfig:
                                         f"{self.detect_side}")))
         if self.workers < 0:
             out.append(("workers", f"must be >= 0, got {self.workers}"))
+        if self.max_pixels < 1:
+            out.append(("max_pixels", f"must be >= 1, got {self.max_pixels}"))
         out += self.track.problems()
         return out
 
@@ -202,6 +210,8 @@ def process_video(task: VideoTask, cfg: PrepConfig) -> dict[str, Any]:
         record.update(_prepare(task, cfg))
     except MediaError as exc:
         record.update(status="skipped", reason=exc.reason, detail=exc.detail)
+        if exc.reason in _RETRIED:
+            return record
     except NoFaceError as exc:
         record.update(status="skipped", reason="no_face", detail=str(exc).split(": ", 1)[-1])
     except Exception as exc:  # noqa: BLE001 - a bug or exotic file: report, retry next run
@@ -231,7 +241,8 @@ def detect_faces(path: str | os.PathLike, cfg: PrepConfig, info: StreamInfo
         # info holds the full size from the first frame on
         return scale_boxes(boxes, info.width / small.shape[1], info.height / small.shape[0])
 
-    frames = iter_frames(path, cfg.fps, info=info, max_side=cfg.detect_side or None)
+    frames = iter_frames(path, cfg.fps, info=info, max_side=cfg.detect_side or None,
+                         max_pixels=cfg.max_pixels)
     return detect_keyframes(frames, detect, cfg.detect_every)
 
 
@@ -266,7 +277,7 @@ def _prepare(task: VideoTask, cfg: PrepConfig) -> dict[str, Any]:
             span_iter = iter(spans)
             span = next(span_iter)
             crops: list[np.ndarray] = []
-            for i, frame in enumerate(iter_frames(task.path, cfg.fps)):
+            for i, frame in enumerate(iter_frames(task.path, cfg.fps, max_pixels=cfg.max_pixels)):
                 if span is None:
                     break
                 if span.start <= i < span.stop:

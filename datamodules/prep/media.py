@@ -31,12 +31,14 @@ from pathlib import Path
 import av
 import numpy as np
 
+from datamodules.sample_limits import MAX_SOURCE_PIXELS, OversizedSample, check_source_pixels
+
 VFR_SPREAD = 1.2  # max/min inter-frame interval above which a stream counts as variable-rate
 
 
 class MediaError(ValueError):
     """A file that cannot be used; ``reason`` is the prep report's category
-    (``undecodable`` or ``no_audio``) and the message names the file."""
+    (``undecodable``, ``no_audio`` or ``too_large``) and the message names the file."""
 
     def __init__(self, path: str | os.PathLike, reason: str, detail: str) -> None:
         super().__init__(f"{path}: {detail}")
@@ -88,14 +90,15 @@ def _to_rgb(frame: av.VideoFrame, max_side: int | None) -> np.ndarray:
 
 
 def iter_frames(path: str | os.PathLike, fps: int = 25, *, max_seconds: float | None = None,
-                info: StreamInfo | None = None, max_side: int | None = None
-                ) -> Iterator[np.ndarray]:
+                info: StreamInfo | None = None, max_side: int | None = None,
+                max_pixels: int = MAX_SOURCE_PIXELS) -> Iterator[np.ndarray]:
     """uint8 RGB frames (H, W, 3) at a constant ``fps``, picked by presentation time (see the
     module docstring). ``info``, when given, is filled in as frames are read (``vfr`` and the
     totals are final once the iterator is exhausted). ``max_side``: shrink frames so their
     longer side is at most this (for face detection; ``info`` keeps the full size). Raises
     :class:`MediaError` (``undecodable``) when the file has no readable video stream or no
-    frame at all."""
+    frame at all, and (``too_large``) when its frames are above ``max_pixels``: from the
+    stream header before any frame is decoded, and per frame (headers can lie)."""
     info = info if info is not None else StreamInfo()
     container = _open(path)
     try:
@@ -103,6 +106,11 @@ def iter_frames(path: str | os.PathLike, fps: int = 25, *, max_seconds: float | 
             raise MediaError(path, "undecodable", "no video stream (streams: "
                              f"{[s.type for s in container.streams]})")
         stream = container.streams.video[0]
+        try:
+            check_source_pixels(stream.codec_context.width, stream.codec_context.height,
+                                "the video", max_pixels)
+        except OversizedSample as exc:
+            raise MediaError(path, "too_large", str(exc)) from exc
         stream.thread_type = "AUTO"
         info.source_fps = float(stream.average_rate) if stream.average_rate else 0.0
         fallback_step = 1.0 / info.source_fps if info.source_fps > 0 else 1.0 / fps
@@ -117,6 +125,9 @@ def iter_frames(path: str | os.PathLike, fps: int = 25, *, max_seconds: float | 
                     else info.source_frames * fallback_step
                 if prev is not None and t <= prev_t:
                     continue  # a duplicate or out-of-order timestamp: keep the first
+                if frame.width * frame.height > max_pixels:
+                    raise MediaError(path, "too_large", f"a frame is {frame.width}x"
+                                     f"{frame.height}, above the limit of {max_pixels} pixels")
                 image = _to_rgb(frame, max_side)
                 turns = round((frame.rotation or 0) / 90) % 4  # phone videos: display matrix
                 if turns:
@@ -166,11 +177,12 @@ class DecodedVideo:
     info: StreamInfo
 
 
-def decode_video(path: str | os.PathLike, fps: int = 25, *,
-                 max_seconds: float | None = None) -> DecodedVideo:
+def decode_video(path: str | os.PathLike, fps: int = 25, *, max_seconds: float | None = None,
+                 max_pixels: int = MAX_SOURCE_PIXELS) -> DecodedVideo:
     """All constant-rate frames of ``path`` in memory (see :func:`iter_frames`)."""
     info = StreamInfo()
-    frames = list(iter_frames(path, fps, max_seconds=max_seconds, info=info))
+    frames = list(iter_frames(path, fps, max_seconds=max_seconds, info=info,
+                              max_pixels=max_pixels))
     return DecodedVideo(np.stack(frames), fps, info)
 
 

@@ -5,7 +5,9 @@ corpus members from the same features), then one real `lipmem fit` subprocess an
 `lipmem eval` per (variant, n, seed), and aggregates mean +- sd per metric per arm into
 DIR/ablation.json + ablation.md (rewritten after every run). Resumable: a run with a
 result.json is skipped, a finished fit (fit.json) is not repeated when only its eval failed,
-and finished bank builds (their summary.json) are reused.
+and finished bank builds (their summary.json) are reused. A job stopped by SIGTERM / SIGINT
+is recorded as interrupted and run again next time; a signal to the runner is passed on to
+the running job, and the runner stops once it has ended (exit 143 / 130).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import argparse
 import json
 import os
 import platform
+import re
 import shlex
 import shutil
 import subprocess
@@ -41,16 +44,27 @@ from lightning_modules.ablation.spec import (
     describe,
     load_spec,
 )
+from lightning_modules.signals import run_forwarding_signals, was_interrupted
 from lightning_modules.sweep_runner import tail, trial_env
 from lightning_modules.sweeps.command import resolve_executable
 from lightning_modules.sweeps.wandb_runs import find_runs, read_run
 
 RESULT_JSON = "result.json"
 FIT_JSON = "fit.json"
+REGISTRY_REF = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*:v\d+")
 
 
 class JobFailed(RuntimeError):
     """A subprocess exited non-zero; the message says which and where its logs are."""
+
+
+class JobInterrupted(JobFailed):
+    """A subprocess stopped by SIGTERM / SIGINT (not finished: a rerun runs it again);
+    ``received`` is the signal when it was this runner that was asked to stop."""
+
+    def __init__(self, message: str, received: int | None) -> None:
+        super().__init__(message)
+        self.received = received
 
 
 def hardware() -> dict[str, Any]:
@@ -74,10 +88,13 @@ def run_job(argv: list[str], folder: Path, label: str, env: dict[str, str]) -> f
     out, err = folder / f"{label}.stdout.log", folder / f"{label}.stderr.log"
     start = time.monotonic()
     with open(out, "w") as o, open(err, "w") as e:
-        code = subprocess.run(argv, stdout=o, stderr=e, env=env, check=False).returncode
+        code, received = run_forwarding_signals(argv, stdout=o, stderr=e, env=env)
+    message = (f"{label} exited with {code}: {shlex.join(argv)}\n  logs: {out}, {err}\n"
+               f"  stderr tail:\n{tail(err, 1500)}")
+    if received is not None or was_interrupted(code):  # not finished, whatever the code
+        raise JobInterrupted(message, received)
     if code != 0:
-        raise JobFailed(f"{label} exited with {code}: {shlex.join(argv)}\n  logs: {out}, {err}\n"
-                        f"  stderr tail:\n{tail(err, 1500)}")
+        raise JobFailed(message)
     return time.monotonic() - start
 
 
@@ -114,6 +131,30 @@ def fit_metrics(run_dir: Path) -> dict[str, float]:
         return {}
     return {k: float(v) for k, v in summary.items()
             if k.startswith("val/") and isinstance(v, (int, float)) and not isinstance(v, bool)}
+
+
+def bank_inputs(layout: Layout) -> tuple[str, str]:
+    """The autoencoder reference and feature file the centre banks were built from, read
+    from the bank build's summary.json. They become arguments of the next command, so they
+    must be what that build writes (a registry `name:vN`, a file in the bank folder):
+    AblationConfigError naming the file otherwise."""
+    path = layout.bank_summary()
+    try:
+        stages = json.loads(path.read_text())["stages"]
+        encoder, features = stages["autoencoder"]["ref"], stages["features"]["path"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise AblationConfigError(f"{path}: no stages.autoencoder.ref / stages.features.path "
+                                  f"({type(exc).__name__}: {exc}); delete {layout.bank_dir} to "
+                                  "build the banks again") from exc
+    if not isinstance(encoder, str) or not REGISTRY_REF.fullmatch(encoder):
+        raise AblationConfigError(f"{path}: stages.autoencoder.ref={encoder!r} is not a "
+                                  "registry reference name:vN")
+    inside = isinstance(features, str) and Path(features).resolve().is_relative_to(
+        layout.bank_dir.resolve())
+    if not inside or not Path(features).is_file():
+        raise AblationConfigError(f"{path}: stages.features.path={features!r} is not a file "
+                                  f"under {layout.bank_dir}")
+    return encoder, features
 
 
 class AblationRunner:
@@ -174,9 +215,7 @@ class AblationRunner:
             encoder, features = (f"<autoencoder ref from {layout.bank_summary()}>",
                                  str(layout.bank_dir / "bank" / "features.npz"))
         else:
-            summary = json.loads(layout.bank_summary().read_text())
-            encoder = summary["stages"]["autoencoder"]["ref"]
-            features = summary["stages"]["features"]["path"]
+            encoder, features = bank_inputs(layout)
         argv = random_bank_command(spec, layout, encoder, features)
         self.show("bank-random", argv)
         if not self.dry_run:
@@ -223,7 +262,8 @@ class AblationRunner:
         return result
 
     # ------------------------------------------------------------------ report
-    def report(self, failed: dict[str, str]) -> dict[str, Any]:
+    def report(self, failed: dict[str, str],
+               interrupted: dict[str, str] | None = None) -> dict[str, Any]:
         results = []
         for run in self.spec.runs:
             path = self.layout.run_dir(run) / RESULT_JSON
@@ -234,6 +274,7 @@ class AblationRunner:
                   "registry": str(self.layout.registry), "arm_order": arm_order,
                   "finished": len(results), "planned": len(self.spec.runs),
                   "failed": sorted(failed), "errors": failed,
+                  "interrupted": sorted(interrupted or {}),
                   "seconds": sum(r["fit_seconds"] + r["eval_seconds"] for r in results),
                   "arms": aggregate(results),
                   "runs": {r["name"]: {k: r[k] for k in ("arm", "seed", "fit_seconds",
@@ -249,27 +290,41 @@ class AblationRunner:
               f"planned; output in {self.layout.out}", flush=True)
         if not self.dry_run:
             self.check_eval()
-        self.corpus()
-        self.banks()
+        try:
+            self.corpus()
+            self.banks()
+        except JobInterrupted as err:
+            print(f"INTERRUPTED (a rerun starts this stage again)\n{err}", file=sys.stderr,
+                  flush=True)
+            return 128 + err.received if err.received is not None else 1
         failed: dict[str, str] = {}
+        interrupted: dict[str, str] = {}
         for run in self.runs:
             if (self.layout.run_dir(run) / RESULT_JSON).is_file():
                 print(f"{run.name}: finished earlier, skipped")
                 continue
             try:
                 self.one(run)
+            except JobInterrupted as err:
+                interrupted[run.name] = str(err)
+                print(f"{run.name}: INTERRUPTED (a rerun runs it again)\n{err}",
+                      file=sys.stderr, flush=True)
+                if err.received is not None:  # this runner was asked to stop
+                    self.report(failed, interrupted)
+                    return 128 + err.received
+                continue
             except JobFailed as err:
                 failed[run.name] = str(err)
                 print(f"{run.name}: FAILED\n{err}", file=sys.stderr, flush=True)
                 continue
             if not self.dry_run:
-                self.report(failed)
+                self.report(failed, interrupted)
         if self.dry_run:
             return 0
-        report = self.report(failed)
+        report = self.report(failed, interrupted)
         print(f"\n{markdown(report)}\nresults: {self.layout.out / 'ablation.json'}, "
               f"{self.layout.out / 'ablation.md'}")
-        return 1 if failed else 0
+        return 1 if failed or interrupted else 0
 
 
 def add_ablation_arguments(parser: argparse.ArgumentParser) -> None:

@@ -1,7 +1,8 @@
 """Trainer callbacks (training-side glue; no model code here)."""
 
 from lightning_modules.callbacks.early_stopping import RunEarlyStopping
+from lightning_modules.callbacks.graceful_stop import GracefulStop
 from lightning_modules.callbacks.model_artifact import ModelArtifact
 from lightning_modules.callbacks.run_checkpoint import RunCheckpoint
 
-__all__ = ["ModelArtifact", "RunCheckpoint", "RunEarlyStopping"]
+__all__ = ["GracefulStop", "ModelArtifact", "RunCheckpoint", "RunEarlyStopping"]

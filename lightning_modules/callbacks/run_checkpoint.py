@@ -4,6 +4,7 @@ sha256 sidecar (`last.ckpt.sha256`) that `--ckpt_path` verifies before loading."
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Any
 
 from lightning.pytorch.callbacks import ModelCheckpoint
@@ -81,6 +82,22 @@ class RunCheckpoint(ModelCheckpoint):
                                f"logged: {keeps} (no best checkpoint)")
             return
         super()._save_topk_checkpoint(trainer, monitor_candidates)
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """A resumed checkpoint's callback state names checkpoint files, and Lightning later
+        deletes the worst of `best_k_models`; its own guard lets `dirpath/../x` and remote
+        URLs through. A checkpoint is data: only files directly in this folder are kept."""
+        super().load_state_dict(state_dict)
+        folder = Path(self.dirpath).resolve() if self.dirpath else None
+
+        def ours(path: Any) -> bool:
+            return (folder is not None and isinstance(path, str) and "://" not in path
+                    and Path(path).resolve().parent == folder)
+
+        self.best_k_models = {k: v for k, v in self.best_k_models.items() if ours(k)}
+        for attr in ("kth_best_model_path", "best_model_path", "last_model_path"):
+            if getattr(self, attr) and not ours(getattr(self, attr)):
+                setattr(self, attr, "")
 
     def setup(self, trainer: Any, pl_module: Any, stage: str) -> None:
         if self.dirpath is None:

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
+from pathlib import Path
 
 import torch
+
+from datamodules.sample_limits import MAX_SOURCE_PIXELS
 
 
 def add_infer_arguments(parser: argparse.ArgumentParser) -> None:
@@ -38,6 +42,9 @@ def add_infer_arguments(parser: argparse.ArgumentParser) -> None:
                         help="decode at most this much of a face video; it is ping-ponged or "
                              "looped after that (frames are held in memory: 30 s of 720p is "
                              "about 2 GB); batch mode decodes no more than the audio needs")
+    parser.add_argument("--max-pixels", type=int, default=MAX_SOURCE_PIXELS,
+                        help="refuse a face image or video whose frames have more pixels, from "
+                             f"its header before decoding (default {MAX_SOURCE_PIXELS}: 4096x4096)")
     parser.add_argument("--detector", default=None,
                         help="face detector class path (default: OpenCV's bundled Haar cascade)")
     parser.add_argument("--registry", default=None,
@@ -54,6 +61,23 @@ def pick_device(name: str) -> torch.device:
     return device
 
 
+def same_file(a: str | os.PathLike, b: str | os.PathLike) -> bool:
+    """Whether two paths name one file (through symlinks, hard links, relative paths)."""
+    try:
+        return os.path.samefile(a, b)
+    except OSError:  # one does not exist (yet): compare where they would be
+        return Path(a).resolve() == Path(b).resolve()
+
+
+def check_out_is_not_an_input(args: argparse.Namespace) -> None:
+    """ValueError when --out is --face or --audio: the finished video is renamed over
+    --out, and the input would be gone."""
+    for flag, value in (("--face", args.face), ("--audio", args.audio)):
+        if value != "-" and same_file(args.out, value):
+            raise ValueError(f"--out {args.out} is the same file as {flag} {value}: refusing to "
+                             "overwrite an input; choose another output path")
+
+
 def run_infer(args: argparse.Namespace) -> int:
     from datamodules.atomic_files import write_json_atomic
     from lightning_modules.clip_generation import load_generator
@@ -61,6 +85,9 @@ def run_infer(args: argparse.Namespace) -> int:
     from lightning_modules.infer.pipeline import infer_batch, infer_stream, stream_chunks
 
     try:
+        check_out_is_not_an_input(args)
+        if args.max_pixels < 1:
+            raise ValueError(f"--max-pixels={args.max_pixels}: must be >= 1")
         device = pick_device(args.device)
         model = load_generator(args.model, registry=args.registry, device=device)
         audio = None
@@ -74,7 +101,8 @@ def run_infer(args: argparse.Namespace) -> int:
         seconds = args.face_max_seconds if audio is None else \
             min(audio.size / model.geometry.sample_rate + 1.0, args.face_max_seconds)
         face = load_face(args.face, model.geometry.fps, mode=args.face_mode,
-                         detector=args.detector, crop=model.geometry.crop, max_seconds=seconds)
+                         detector=args.detector, crop=model.geometry.crop, max_seconds=seconds,
+                         max_pixels=args.max_pixels)
         if args.stream:
             chunks = stream_chunks(args.audio, model.geometry.sample_rate, args.chunk_seconds,
                                    args.audio_format)

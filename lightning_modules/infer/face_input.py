@@ -13,10 +13,13 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from datamodules.prep.face_detect import FaceDetector, load_detector
-from datamodules.prep.media import decode_video
+from datamodules.prep.face_detect import FaceDetector, builtin_detector, load_detector
+from datamodules.prep.media import MediaError, decode_video
 from datamodules.prep.tracking import FaceTrack, TrackConfig, crop_and_resize, track_faces
+from datamodules.sample_limits import MAX_SOURCE_PIXELS, OversizedSample, check_source_pixels
 
+# the detector's smallest face (HaarFaceDetector: 16 px); a smaller source cannot hold one
+MIN_FACE_SIDE = 16
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"}
 MODES = ("loop", "pingpong")
 
@@ -63,28 +66,43 @@ def even_frames(frames: np.ndarray) -> np.ndarray:
 
 def load_face(path: str | Path, fps: int, *, mode: str = "pingpong",
               detector: FaceDetector | str | None = None,
-              max_seconds: float | None = None, crop: dict | None = None) -> FaceSource:
+              max_seconds: float | None = None, crop: dict | None = None,
+              max_pixels: int = MAX_SOURCE_PIXELS) -> FaceSource:
     """Decode ``path`` (video at ``fps``, or a still image) and track its face; ``crop``
-    (margin, shift_y, detector) as `lipmem data prep` cut the training crops."""
+    (margin, shift_y, detector) as `lipmem data prep` cut the training crops. Images and
+    videos above ``max_pixels`` are refused from their headers, before decoding."""
     path = Path(path)
     if mode not in MODES:
         raise ValueError(f"face mode {mode!r}: expected one of {MODES}")
     if not path.is_file():
         raise FaceInputError(f"face {path}: no such file")
+    crop = crop or {}
+    if detector is None:  # the checkpoint's record is data: built-in detectors only
+        detector = builtin_detector(crop.get("detector"),
+                                    "the model's crop record (geometry.crop.detector)")
     still = path.suffix.lower() in IMAGE_SUFFIXES
     try:
         if still:
-            frames = np.asarray(Image.open(path).convert("RGB"))[None]
+            with Image.open(path) as image:  # reads the header only
+                check_source_pixels(*image.size, f"face {path}", max_pixels)
+                frames = np.asarray(image.convert("RGB"))[None]
         else:
-            frames = decode_video(path, fps=fps, max_seconds=max_seconds).frames
+            frames = decode_video(path, fps=fps, max_seconds=max_seconds,
+                                  max_pixels=max_pixels).frames
+    except OversizedSample as exc:
+        raise FaceInputError(str(exc)) from exc
+    except MediaError as exc:
+        raise FaceInputError(f"face {exc}") from exc
     except Exception as exc:  # PIL/PyAV raise many types; all mean "cannot read"
         raise FaceInputError(f"face {path}: cannot be decoded ({type(exc).__name__}: {exc})"
                              ) from exc
     if len(frames) == 0:
         raise FaceInputError(f"face {path}: no frames")
+    height, width = frames.shape[1:3]
+    if min(height, width) < MIN_FACE_SIDE:
+        raise FaceInputError(f"face {path} is {width}x{height} px: too small to find and crop a "
+                             f"face (at least {MIN_FACE_SIDE} px a side)")
     frames = even_frames(np.ascontiguousarray(frames))
-    crop = crop or {}
-    detector = detector if detector is not None else crop.get("detector")
     track = track_faces(frames, load_detector(detector), source=str(path),
                         margin=crop.get("margin") if crop.get("margin") is not None
                         else TrackConfig.margin,

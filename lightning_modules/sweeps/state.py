@@ -1,7 +1,8 @@
 """`OUT/SWEEP_ID/sweep.json`: what every trial ran and how it ended, rewritten after each trial.
 
 Written to a temp file and renamed, so a killed sweep leaves the previous complete file; a
-rerun reads it to skip trials that finished (exit code 0).
+rerun reads it to skip trials that finished (exit code 0); failed and interrupted ones
+(``status``) run again.
 """
 
 from __future__ import annotations
@@ -53,6 +54,7 @@ def check_resume(state: dict[str, Any], path: Path, config_sha256: str, seed: in
 
 
 def finished(state: dict[str, Any] | None) -> dict[str, dict[str, Any]]:
-    """Trials recorded with exit code 0, by trial name."""
+    """Trials recorded as finished (exit code 0, not interrupted), by trial name."""
     trials = (state or {}).get("trials", {})
-    return {name: t for name, t in trials.items() if t.get("exit_code") == 0}
+    return {name: t for name, t in trials.items()
+            if t.get("exit_code") == 0 and t.get("status", "finished") == "finished"}

@@ -250,6 +250,10 @@ def offline_run(tmp_path, monkeypatch):
         monkeypatch.setenv(var, str(tmp_path / sub))
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("WANDB_SILENT", "true")
+    # wandb.init exports WANDB_SERVICE; undo that after the test, so no later subprocess
+    # logs through this process's wandb-core (a resumed run's id would be "in use" there).
+    monkeypatch.setenv("WANDB_SERVICE", "")
+    monkeypatch.delenv("WANDB_SERVICE")
     run = wandb.init(mode="offline", dir=str(tmp_path / "wb"), project="lipmem-test")
     yield run
     run.finish()

@@ -63,7 +63,7 @@ def test_report_counts_kept_clips_and_each_skip_reason(prepped):
     assert report["videos"] == 6 and report["processed_now"] == 6
     assert report["kept_videos"] == 3 and report["kept_clips"] == 6  # 2 x 1 s per 2.4 s video
     assert report["skipped"] == {"undecodable": 1, "no_audio": 1, "no_face": 1,
-                                 "too_short": 0, "error": 0}
+                                 "too_short": 0, "too_large": 0, "error": 0}
     reasons = {s["video"]: s["reason"] for s in report["skips"]}
     assert reasons == {"spk3/broken.mp4": "undecodable", "spk2/silent.mp4": "no_audio",
                        "spk3/texture.mp4": "no_face"}
