@@ -22,6 +22,7 @@ import contextlib
 import io
 import warnings
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -79,7 +80,12 @@ def describe(net: str, backbone: str) -> str:
 
 
 class LPIPSLoss(nn.Module):
-    """Frozen perceptual distance on images in [0, 1]; `forward` returns the batch mean."""
+    """Frozen perceptual distance on images in [0, 1]; `forward` returns the batch mean.
+
+    The network is a fixed function of (`net`, `backbone`), not learned state, so it is kept
+    out of `state_dict`: checkpoints do not carry its 10-60 MB, and a checkpoint written with
+    one backbone (e.g. `auto` resolved on another machine) loads into a model using another.
+    """
 
     def __init__(self, net: str = "alex", backbone: str = "auto") -> None:
         super().__init__()
@@ -107,6 +113,8 @@ class LPIPSLoss(nn.Module):
         self.lpips.eval()
         for p in self.lpips.parameters():
             p.requires_grad_(False)
+        self.register_state_dict_post_hook(_drop_network)
+        self.register_load_state_dict_pre_hook(_keep_network)
 
     def train(self, mode: bool = True) -> LPIPSLoss:
         super().train(mode)
@@ -130,6 +138,23 @@ def _build_lpips(net: str, random: bool) -> nn.Module:
             torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
         return lpips.LPIPS(net=net, pnet_rand=random, verbose=False)
+
+
+def _drop_network(module: LPIPSLoss, state_dict: dict[str, Any], prefix: str,
+                  local_metadata: Any) -> None:
+    for key in [k for k in state_dict if k.startswith(prefix + "lpips.")]:
+        del state_dict[key]
+
+
+def _keep_network(module: LPIPSLoss, state_dict: dict[str, Any], prefix: str,
+                  local_metadata: Any, strict: bool, missing_keys: list[str],
+                  unexpected_keys: list[str], error_msgs: list[str]) -> None:
+    """Whatever a checkpoint holds for the network (older checkpoints saved it, maybe for
+    another backbone) is replaced by the network's own tensors, so loading keeps it as built."""
+    for key in [k for k in state_dict if k.startswith(prefix + "lpips.")]:
+        del state_dict[key]
+    for key, value in module.lpips.state_dict().items():
+        state_dict[prefix + "lpips." + key] = value
 
 
 @contextlib.contextmanager

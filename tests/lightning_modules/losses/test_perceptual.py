@@ -1,5 +1,5 @@
 """The perceptual distance: ST-LPIPS from the stlpips-pytorch wheel offline, `auto`'s choice,
-and the random backbone only by name."""
+the random backbone only by name, and the network kept out of checkpoints."""
 
 from __future__ import annotations
 
@@ -160,6 +160,22 @@ def test_backbone_choices_are_validated(empty_torch_home):
         LPIPSLoss("squeeze", "auto")
     with pytest.raises(LPIPSWeightsMissing, match="lpips_backbone=stlpips"):
         LPIPSLoss("alex", "pretrained")  # the error offers the offline choice
+
+
+def test_the_network_stays_out_of_checkpoints_and_survives_loading_old_ones(stlpips):
+    """A checkpoint written with another backbone (or by a version that saved the network)
+    loads strictly into a model with ST-LPIPS, which keeps its own weights."""
+    old = LipSyncLoss(lpips_backbone="random", disc_channels=8)
+    old_state = old.state_dict()
+    old_state.update({f"perceptual.lpips.{k}": v
+                      for k, v in old.perceptual.lpips.state_dict().items()})
+    new = LipSyncLoss(lpips_backbone="stlpips", disc_channels=8)
+    before = {k: v.clone() for k, v in new.perceptual.lpips.state_dict().items()}
+    assert not any(k.startswith("perceptual.") for k in new.state_dict())
+    new.load_state_dict(old_state, strict=True)
+    for key, value in new.perceptual.lpips.state_dict().items():
+        assert torch.equal(value, before[key]), key
+    torch.testing.assert_close(new.discriminator.state_dict(), old.discriminator.state_dict())
 
 
 def test_generator_loss_logs_the_distance_under_its_network_name(stlpips):
