@@ -48,6 +48,7 @@ bench: setup $(DATA)/manifest.json
 	$(BIN)/python -m benchmarks.clustering
 	$(BIN)/python -m benchmarks.infer
 	$(BIN)/python -m benchmarks.prep_speed
+	$(BIN)/python -m benchmarks.perceptual_cost --threads 1
 
 lint: setup
 	$(BIN)/ruff check .

@@ -5,6 +5,7 @@ measured separately, by benchmarks.data_pipeline), times steps after warm-up, an
 FLOPs of one step with torch's FlopCounterMode.
 
     python -m benchmarks.train_step [--image-size 96] [--batch-size 16] [--steps 12]
+        [--lpips-backbone random|stlpips]
 """
 
 from __future__ import annotations
@@ -52,11 +53,12 @@ class StepTimer(L.Callback):
         self.times.append(time.perf_counter() - self._t)
 
 
-def build(size: int, channels_last: bool) -> LipSyncGAN:
+def build(size: int, channels_last: bool, lpips_backbone: str = "random") -> LipSyncGAN:
     gen = LipSyncGenerator(image_size=size)
     gen.memory.load_codes(torch.randn(gen.num_codes, 256))
-    # Same network and FLOPs as the pretrained backbone; no weights needed to time it.
-    loss = LipSyncLoss(lpips_backbone="random")
+    # random: the same network and FLOPs as the pretrained LPIPS backbone, no weights needed;
+    # stlpips: ST-LPIPS's anti-aliased AlexNet, several times the FLOPs
+    loss = LipSyncLoss(lpips_backbone=lpips_backbone)
     return LipSyncGAN(gen, loss, channels_last=channels_last)
 
 
@@ -69,9 +71,10 @@ def main() -> None:
     ap.add_argument("--accelerator", default="cpu")
     ap.add_argument("--precision", default="32-true")
     ap.add_argument("--channels-last", action="store_true")
+    ap.add_argument("--lpips-backbone", default="random", choices=("random", "stlpips"))
     args = ap.parse_args()
 
-    model = build(args.image_size, args.channels_last)
+    model = build(args.image_size, args.channels_last, args.lpips_backbone)
     loader = DataLoader(RandomBatches(args.steps + args.warmup, args.batch_size, args.image_size),
                         batch_size=None)
     timer = StepTimer()
@@ -81,7 +84,7 @@ def main() -> None:
     trainer.fit(model, loader)
     step_s = sorted(timer.times[args.warmup:])[len(timer.times[args.warmup:]) // 2]
 
-    flop_model = build(args.image_size, args.channels_last)
+    flop_model = build(args.image_size, args.channels_last, args.lpips_backbone)
     flop_trainer = L.Trainer(accelerator=args.accelerator, devices=1, precision=args.precision,
                              max_epochs=1, limit_train_batches=1, logger=False,
                              enable_checkpointing=False, enable_progress_bar=False,
@@ -93,8 +96,12 @@ def main() -> None:
     frames_per_s = args.batch_size / step_s
     params_g = sum(p.numel() for p in model.generator.parameters())
     params_d = sum(p.numel() for p in model.loss.discriminator.parameters())
-    write_result(f"train_step_{args.image_size}px_{args.accelerator}", {
-        "what": "one D step + one G step (L1 + hinge adversarial + LPIPS-alex), in-memory batches",
+    perceptual = "ST-LPIPS-alex" if args.lpips_backbone == "stlpips" else "LPIPS-alex"
+    suffix = "_stlpips" if args.lpips_backbone == "stlpips" else ""
+    write_result(f"train_step_{args.image_size}px_{args.accelerator}{suffix}", {
+        "what": f"one D step + one G step (L1 + hinge adversarial + {perceptual}), in-memory "
+                "batches",
+        "lpips_backbone": args.lpips_backbone,
         "image_size": args.image_size,
         "batch_size": args.batch_size,
         "precision": args.precision,

@@ -29,7 +29,7 @@ class MouthAutoencoder(L.LightningModule):
 
     def __init__(self, net: MouthAutoencoderNet, lr: float = 1e-3, l1_weight: float = 1.0,
                  lpips_weight: float = 0.1, lpips_net: str = "alex",
-                 lpips_backbone: str = "pretrained", input: str = "lower_face",
+                 lpips_backbone: str = "auto", input: str = "lower_face",
                  num_val_images: int = 8) -> None:
         super().__init__()
         if input not in INPUTS:
@@ -66,7 +66,7 @@ class MouthAutoencoder(L.LightningModule):
         if self.lpips is not None:
             perceptual = self.lpips(recon, target)
             loss = loss + self.lpips_weight * perceptual
-            logs["train/lpips"] = perceptual
+            logs[f"train/{self.lpips.metric_name}"] = perceptual  # lpips or stlpips
         logs["train/loss"] = loss
         self.log_dict(logs, on_step=True, prog_bar=False, batch_size=target.shape[0])
         self.log("train/l1_bar", l1, prog_bar=True, logger=False, batch_size=target.shape[0])

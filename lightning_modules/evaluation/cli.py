@@ -35,9 +35,12 @@ def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="cpu", help="torch device (default: cpu)")
     parser.add_argument("--batch-size", type=_positive_int, default=32,
                         help="frames per forward pass (default: 32)")
-    parser.add_argument("--lpips-backbone", default="pretrained", choices=BACKBONES,
-                        help="pretrained needs $TORCH_HOME/hub/checkpoints/alexnet-owt-"
-                             "7be5be79.pth; random is for tests only (default: pretrained)")
+    parser.add_argument("--lpips-backbone", default="auto", choices=BACKBONES,
+                        help="perceptual distance: pretrained = LPIPS, needs $TORCH_HOME/hub/"
+                             "checkpoints/alexnet-owt-7be5be79.pth; stlpips = ST-LPIPS "
+                             "(shift-tolerant, weights ship with stlpips-pytorch, reported as "
+                             "stlpips_*); auto = pretrained if present, else stlpips; random "
+                             "is for tests only (default: auto)")
     parser.add_argument("--max-clips", type=_positive_int, default=None,
                         help="evaluate at most N clips of the split (default: all)")
     parser.add_argument("--registry", default=None,

@@ -1,11 +1,13 @@
-"""Reconstruction metrics of generated frames against ground truth: PSNR, SSIM, LPIPS on the
-full face and on the mouth box (datamodules.face_layout.mouth_box), averaged over frames.
+"""Reconstruction metrics of generated frames against ground truth: PSNR, SSIM and a
+perceptual distance (LPIPS or ST-LPIPS) on the full face and on the mouth box
+(datamodules.face_layout.mouth_box), averaged over frames.
 
 PSNR is per frame (capped at ``PSNR_CAP`` dB so that identical frames give a finite number a
 JSON reader can average) and then averaged, as lip-sync papers report it. SSIM is
 torchmetrics' (Gaussian window, smaller on the mouth crop, which is only ~9 px high at 48
-px). LPIPS uses lipmem's wrapper of the `lpips` package (torchmetrics' LPIPS downloads its
-backbone); crops smaller than 64 px are resized to 64 px first, AlexNet needs that much.
+px). The perceptual distance is lipmem's LPIPSLoss (torchmetrics' LPIPS downloads its
+backbone), reported under the network's own name: ``lpips_*`` or ``stlpips_*``. Crops smaller
+than 64 px are resized to 64 px first, AlexNet needs that much.
 """
 
 from __future__ import annotations
@@ -40,10 +42,10 @@ def _ssim_kernel(height: int, width: int) -> int:
 
 
 class ImageMetrics:
-    """Accumulates per-frame PSNR / SSIM / LPIPS over clips; ``compute()`` gives flat names
-    ``{psnr,ssim,lpips}_{face,mouth}``."""
+    """Accumulates per-frame PSNR / SSIM / perceptual distance over clips; ``compute()`` gives
+    flat names ``{psnr,ssim,P}_{face,mouth}``, P = ``perceptual_name`` (lpips or stlpips)."""
 
-    def __init__(self, image_size: int, lpips_backbone: str = "pretrained",
+    def __init__(self, image_size: int, lpips_backbone: str = "auto",
                  lpips_net: str = "alex", device: str | torch.device = "cpu",
                  batch_size: int = 64) -> None:
         self.image_size = image_size
@@ -51,6 +53,7 @@ class ImageMetrics:
         self.device = torch.device(device)
         self.batch_size = batch_size
         self.lpips = LPIPSLoss(lpips_net, lpips_backbone).to(self.device).eval()
+        self.perceptual_name = self.lpips.metric_name
         y0, y1, x0, x1 = self.box
         self.ssim = {"face": StructuralSimilarityIndexMeasure(
                          data_range=1.0, kernel_size=_ssim_kernel(image_size, image_size)),
@@ -69,14 +72,14 @@ class ImageMetrics:
         return x[..., y0:y1, x0:x1]
 
     def _lpips(self, fake: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
-        """Per-image LPIPS, (B,)."""
+        """Per-image perceptual distance, (B,)."""
         h, w = fake.shape[-2:]
         if min(h, w) < LPIPS_MIN_SIDE:
             scale = LPIPS_MIN_SIDE / min(h, w)
             size = (round(h * scale), round(w * scale))
             fake = F.interpolate(fake, size=size, mode="bilinear", align_corners=False)
             real = F.interpolate(real, size=size, mode="bilinear", align_corners=False)
-        return self.lpips.lpips(fake, real, normalize=True).flatten()
+        return self.lpips.distance(fake, real)
 
     @torch.no_grad()
     def update(self, generated: np.ndarray, ground_truth: np.ndarray) -> None:
@@ -102,5 +105,5 @@ class ImageMetrics:
         for region in REGIONS:
             out[f"psnr_{region}"] = float(self.psnr[region].compute())
             out[f"ssim_{region}"] = float(self.ssim[region].compute())
-            out[f"lpips_{region}"] = float(self.lpips_mean[region].compute())
+            out[f"{self.perceptual_name}_{region}"] = float(self.lpips_mean[region].compute())
         return out

@@ -5,14 +5,16 @@
     {
       "model": "model-abc:best",            # the reference evaluated, as given
       "data": {"root", "split", "manifest_sha256", "clips", "frames",
-               "settings": {...eval options...}, "model_info": {...}, "sync_expert": ...},
+               "settings": {...eval options...}, "model_info": {...},
+               "perceptual": {"metric", "net", "backbone"}, "sync_expert": ...},
       "metrics": {flat name -> float},      # generated frames
       "ground_truth": {flat name -> float}, # the same measures on the ground-truth video
       "notes": [str, ...]                   # what was skipped or needs care, and why
     }
 
 Metric names: psnr_face, ssim_face, lpips_face, psnr_mouth, ssim_mouth, lpips_mouth
-(generated vs ground truth, so no ground-truth column), lse_d, lse_c, lse_d_offset0,
+(generated vs ground truth, so no ground-truth column; stlpips_face/stlpips_mouth instead of
+the lpips ones when ST-LPIPS measured them, a different metric on a different scale), lse_d, lse_c, lse_d_offset0,
 lse_abs_offset (with a sync expert), openness_mae, silent_closed_share (with a mouth track; ground_truth adds
 silent_closed_share_track and silent_frame_share), fid (with Inception weights). A metric
 that could not be computed is absent, with a note. Both files are written atomically.
@@ -37,6 +39,8 @@ DESCRIPTIONS = {
     "psnr_mouth": ("PSNR, mouth box (dB)", "higher"),
     "ssim_mouth": ("SSIM, mouth box", "higher"),
     "lpips_mouth": ("LPIPS, mouth box", "lower"),
+    "stlpips_face": ("ST-LPIPS (shift-tolerant LPIPS), full face", "lower"),
+    "stlpips_mouth": ("ST-LPIPS (shift-tolerant LPIPS), mouth box", "lower"),
     "lse_d": ("LSE-D, sync distance at the best offset", "lower"),
     "lse_c": ("LSE-C, sync confidence (median - min)", "higher"),
     "lse_d_offset0": ("sync distance at offset 0 (audio as given)", "lower"),

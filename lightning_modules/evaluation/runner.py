@@ -39,7 +39,7 @@ class EvalSettings:
     out: str = "eval"
     device: str = "cpu"
     batch_size: int = 32
-    lpips_backbone: str = "pretrained"
+    lpips_backbone: str = "auto"
     max_clips: int | None = None
     registry: str | None = None
     vshift: int = VSHIFT
@@ -85,9 +85,6 @@ def evaluate(settings: EvalSettings) -> dict[str, Any]:
     else:
         notes.append("lse_d/lse_c skipped: no --sync-expert given (train one with "
                      "`lipmem fit --config configs/sync_expert.yaml`)")
-    if settings.lpips_backbone == "random":
-        notes.append("lpips uses a RANDOM backbone (--lpips-backbone random): only identical "
-                     "images score 0; not a perceptual distance")
     has_mouth = dm.has_mouth_track
     mouth = None
     if has_mouth:
@@ -104,6 +101,9 @@ def evaluate(settings: EvalSettings) -> dict[str, Any]:
 
     images = ImageMetrics(geometry.image_size, settings.lpips_backbone,
                           device=settings.device)
+    perceptual = images.lpips
+    notes.append(f"{perceptual.metric_name}_face/{perceptual.metric_name}_mouth: "
+                 f"{perceptual.description} (--lpips-backbone {settings.lpips_backbone})")
     sync_gen, sync_gt = SyncScores(), SyncScores()
     clips = frames = 0
     for clip in dm.clips(settings.split, settings.max_clips):
@@ -148,6 +148,8 @@ def evaluate(settings: EvalSettings) -> dict[str, Any]:
             "clips": clips, "frames": frames,
             "settings": {k: v for k, v in asdict(settings).items() if k not in ("model", "data")},
             "model_info": {**loaded.info, "geometry": geometry.as_dict()},
+            "perceptual": {"metric": perceptual.metric_name, "net": perceptual.net_name,
+                           "backbone": perceptual.backbone},
             "sync_expert": None if expert is None else {
                 "ref": expert.ref, "checkpoint": expert.checkpoint, "geometry": expert.geometry},
             "seconds": round(time.perf_counter() - started, 2)}

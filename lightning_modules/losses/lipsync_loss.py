@@ -1,6 +1,6 @@
 """The generator's weighted loss and the discriminator's loss, one module (taming-style).
 
-The module owns the discriminator and LPIPS network, so a config swaps the whole objective
+The module owns the discriminator and perceptual (LPIPS / ST-LPIPS) network, so a config swaps the whole objective
 at one key and every weight (`model.loss.l1_weight`, ...) is a plain sweepable number.
 """
 
@@ -19,11 +19,14 @@ from lightning_modules.nets.discriminator import PatchDiscriminator
 
 
 class LipSyncLoss(nn.Module):
-    """G: l1_weight * L1 + adv_weight * adversarial + lpips_weight * LPIPS (claims 5-6)."""
+    """G: l1_weight * L1 + adv_weight * adversarial + lpips_weight * perceptual (claims 5-6).
+
+    The perceptual term is LPIPS or ST-LPIPS (`lpips_backbone`, see losses.perceptual) and is
+    logged under its own name, `g_lpips` or `g_stlpips`."""
 
     def __init__(self, l1_weight: float = 10.0, adv_weight: float = 0.1, lpips_weight: float = 1.0,
                  gan_mode: str = "hinge", adv_start_step: int = 0, lpips_net: str = "alex",
-                 lpips_backbone: str = "pretrained", disc_channels: int = 32, disc_layers: int = 3,
+                 lpips_backbone: str = "auto", disc_channels: int = 32, disc_layers: int = 3,
                  mask_l1_emphasis: float = 10.0, require_l1_highest: bool = True,
                  sync_weight: float = 0.0, sync_expert: str | None = None,
                  sync_registry: str | None = None) -> None:
@@ -98,7 +101,7 @@ class LipSyncLoss(nn.Module):
         adv_factor = self.adv_weight if step >= self.adv_start_step else 0.0
         total = self.l1_weight * l1 + adv_factor * adv + self.lpips_weight * lp
         logs = {"g_total": total.detach(), "g_l1": l1.detach(), "g_adv": adv.detach(),
-                "g_lpips": lp.detach()}
+                f"g_{self.perceptual.metric_name}": lp.detach()}  # g_lpips or g_stlpips
         if self.sync is not None:
             sync = self.sync_loss(fake, mel, frames_per_window)
             total = total + self.sync_weight * sync

@@ -48,3 +48,26 @@ def test_eval_without_sync_expert_notes_the_skip_and_bad_input_is_named(eval_mod
     missing = lipmem_cli(["eval", "--model", "model-nope:best", "--data", str(tiny_corpus),
                           "--out", str(tmp / "eval3"), "--lpips-backbone", "random"], tmp)
     assert missing.returncode != 0 and "model-nope:best" in missing.stderr
+
+
+def test_eval_by_default_scores_with_st_lpips_offline_and_names_it(eval_models, tiny_corpus,
+                                                                   lipmem_cli):
+    """No torchvision AlexNet in the hub cache: the default (auto) measures with ST-LPIPS and
+    every record says so: stlpips_* metrics, the network in the notes, eval.md and data."""
+    tmp = eval_models["tmp"]
+    out_dir = tmp / "eval_stlpips"
+    out = lipmem_cli(["eval", "--model", f"{eval_models['model']}:latest", "--data",
+                      str(tiny_corpus), "--out", str(out_dir), "--max-clips", "1"], tmp,
+                     TORCH_HOME=str(tmp / "empty_torch_home"))
+    assert out.returncode == 0, out.stderr[-4000:]
+    report = json.loads((out_dir / "eval.json").read_text())
+    metrics = report["metrics"]
+    assert metrics["stlpips_face"] > 0 and metrics["stlpips_mouth"] > 0
+    assert not any(name.startswith("lpips") for name in metrics), sorted(metrics)
+    assert report["data"]["perceptual"] == {"metric": "stlpips", "net": "alex",
+                                            "backbone": "stlpips"}
+    assert report["data"]["settings"]["lpips_backbone"] == "auto"
+    assert any(n.startswith("stlpips_face/stlpips_mouth: ST-LPIPS") for n in report["notes"])
+    md = (out_dir / "eval.md").read_text()
+    assert "| stlpips_face |" in md and "| stlpips_mouth |" in md and "| lpips_" not in md
+    assert "ST-LPIPS (shift-tolerant LPIPS), mouth box" in md
