@@ -385,8 +385,13 @@ class LocalRegistry:
                     continue  # its publisher is alive
                 finally:
                     os.close(fd)
-            elif time.time() - tmp.stat().st_mtime < UNLOCKED_STALE_AFTER:
-                continue  # no lock file: only old ones are surely abandoned
+            else:
+                try:
+                    age = time.time() - tmp.stat().st_mtime
+                except FileNotFoundError:
+                    continue  # its publisher just finished (renamed it, then dropped its lock)
+                if age < UNLOCKED_STALE_AFTER:
+                    continue  # no lock file: only old ones are surely abandoned
             shutil.rmtree(tmp, ignore_errors=True)
             lock.unlink(missing_ok=True)
             removed.append(tmp)
