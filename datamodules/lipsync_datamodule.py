@@ -12,6 +12,7 @@ receives ready batches::
         "mel_off": float32 (B, T, 1, 80, mel_frames)  only with off_sync_min_shift > 0
         "mouth":   float32 (B, T, 3)  only when every clip in the batch has a mouth track
         "key":     list[str]  clip keys
+        "speaker": list[str]  the clips' speakers ("" when a clip does not name one)
         "frame":   int64   (B,)  first target frame index
         "skipped": int64   ()  samples this worker skipped since its previous batch
         "issues":  int64   (len(data_issues.ISSUES),)  skips and repairs by category, same span
@@ -125,7 +126,8 @@ class LipSyncDataModule(L.LightningDataModule):
         batch_size: int = 16,
         val_batch_size: int | None = None,
         num_workers: int = 2,
-        shuffle_buffer: int = 512,
+        shuffle_buffer: int = 1024,
+        shuffle_fill: float = 1.0,
         batches_per_epoch: int | None = None,
         seed: int = 0,
         audio_shift_frames: int = 0,
@@ -153,6 +155,8 @@ class LipSyncDataModule(L.LightningDataModule):
             batch_size, val_batch_size: val defaults to batch_size.
             num_workers: loader workers per rank (0: read in the main process).
             shuffle_buffer: train sample shuffle buffer in windows (0/1: no shuffle).
+            shuffle_fill: share of the buffer filled before the first window leaves it
+                (1: full, so the first batches already mix many clips).
             batches_per_epoch: train batches per rank per epoch; default
                 manifest train clips * windows_per_clip // (batch_size * world_size).
             seed: seeds shard order, window choice and shuffling (with epoch, rank, worker).
@@ -195,6 +199,9 @@ class LipSyncDataModule(L.LightningDataModule):
         _check_int("val_batch_size", val_batch_size, 1, optional=True)
         _check_int("num_workers", num_workers, 0)
         _check_int("shuffle_buffer", shuffle_buffer, 0)
+        if isinstance(shuffle_fill, bool) or not isinstance(shuffle_fill, (int, float)) \
+                or not 0.0 < shuffle_fill <= 1.0:
+            raise ValueError(f"shuffle_fill={shuffle_fill!r}: must be in (0, 1]")
         _check_int("batches_per_epoch", batches_per_epoch, 1, optional=True)
         _check_int("seed", seed, 0)
         _check_int("audio_shift_frames", audio_shift_frames, -(2**31))
@@ -214,6 +221,7 @@ class LipSyncDataModule(L.LightningDataModule):
         self.val_batch_size = val_batch_size or batch_size
         self.num_workers = num_workers
         self.shuffle_buffer = shuffle_buffer
+        self.shuffle_fill = float(shuffle_fill)
         self.batches_per_epoch_arg = batches_per_epoch
         self.seed = seed
         self.audio_shift_frames = audio_shift_frames
@@ -239,6 +247,7 @@ class LipSyncDataModule(L.LightningDataModule):
         self._warned_fill: set[str] = set()
         self._warned_no_val = False
         self.train_batches_per_epoch: int | None = None
+        self._train_loader: StreamLoader | None = None
 
     # ------------------------------------------------------------------ properties
     @property
@@ -425,7 +434,7 @@ class LipSyncDataModule(L.LightningDataModule):
             ShardSource(urls, state, train=train),
             TarSamples(state),
             ClipsToWindows(self._cutter(train), state, windows_per_clip, train=train),
-            SeededShuffle(self.shuffle_buffer, state) if train else None,
+            SeededShuffle(self.shuffle_buffer, state, self.shuffle_fill) if train else None,
             wds.batched(batch_size, collation_fn=Collate(self._mask.numpy(), state,
                                                          self.use_reference),
                         partial=not train),
@@ -456,7 +465,16 @@ class LipSyncDataModule(L.LightningDataModule):
                             num_workers=0)
 
     def train_dataloader(self) -> StreamLoader:
-        return self._loader("train")
+        if self._train_loader is not None:
+            self._train_loader.close()
+        self._train_loader = self._loader("train")
+        return self._train_loader
+
+    def teardown(self, stage: str) -> None:
+        """Stop the continuous train stream's workers when fitting ends."""
+        if self._train_loader is not None:
+            self._train_loader.close()
+            self._train_loader = None
 
     def val_dataloader(self) -> StreamLoader:
         return self._loader("val")

@@ -27,6 +27,7 @@ import warnings
 import zlib
 from collections import Counter
 from collections.abc import Callable, Iterator
+from itertools import islice
 from typing import Any
 
 import numpy as np
@@ -348,17 +349,25 @@ class ClipsToWindows:
 
 
 class SeededShuffle:
-    """``wds.shuffle`` with a generator drawn from (seed, epoch, rank, worker)."""
+    """``wds.shuffle`` with a generator drawn from (seed, epoch, rank, worker).
 
-    def __init__(self, bufsize: int, state: StreamState) -> None:
+    ``fill`` is the share of the buffer filled before the first window leaves it; by
+    default all of it: a partly filled buffer holds the first shard or two only, so the
+    first batches would come from a handful of clips (and, in a corpus cut speaker by
+    speaker, from one face).
+    """
+
+    def __init__(self, bufsize: int, state: StreamState, fill: float = 1.0) -> None:
         self.bufsize = bufsize
         self.state = state
+        self.fill = fill
 
     def __call__(self, src: Iterator[Any]) -> Iterator[Any]:
         if self.bufsize <= 1:
             return iter(src)
         rng = random.Random(int(self.state.rng("shuffle").integers(2**62)))
-        return wds.shuffle(self.bufsize, initial=max(1, self.bufsize // 4), rng=rng)(src)
+        initial = max(1, round(self.bufsize * self.fill))
+        return wds.shuffle(self.bufsize, initial=initial, rng=rng)(src)
 
 
 class Collate:
@@ -376,6 +385,7 @@ class Collate:
             "mel": torch.from_numpy(np.stack([s["mel"] for s in samples]).astype(np.float32)),
             "mask": torch.from_numpy(np.repeat(self.mask[None], b, axis=0)),
             "key": [s["key"] for s in samples],
+            "speaker": [s.get("speaker", "") for s in samples],
             "frame": torch.tensor([s["frame"] for s in samples], dtype=torch.int64),
         }
         if self.use_reference:
@@ -393,10 +403,17 @@ class Collate:
 # ---------------------------------------------------------------------- loader
 class StreamLoader(wds.WebLoader):
     """``wds.WebLoader`` (batch_size=None: batches come ready from the workers) that, right
-    before each iteration starts its workers, writes the epoch and the rank/world size into
-    the pipeline's :class:`StreamState` (``context(pass_index) -> (epoch, rank, world)``).
-    ``num_batches`` fixes the epoch length (``with_epoch``) so every DDP rank yields exactly
-    that many batches."""
+    before its workers start, writes the epoch and the rank/world size into the pipeline's
+    :class:`StreamState` (``context(pass_index) -> (epoch, rank, world)``).
+
+    ``num_batches`` fixes the epoch length so every DDP rank yields exactly that many
+    batches. Such a (train) stream is *continuous*: one worker pool and one live iterator
+    serve every epoch, each epoch taking the next ``num_batches`` batches. Restarting the
+    workers at each epoch would also empty their shuffle buffers and restart their shard
+    passes, so every epoch would begin with a few clips only; and workers kept alive by
+    ``persistent_workers`` would never see the new epoch's seed. ``close()`` stops the pool.
+    Without ``num_batches`` (val/test) every iteration is one fresh pass.
+    """
 
     def __init__(self, dataset: wds.DataPipeline, state: StreamState,
                  context: Callable[[int], tuple[int, int, int]], *, num_workers: int,
@@ -409,16 +426,30 @@ class StreamLoader(wds.WebLoader):
         self.context = context
         self.num_batches = num_batches
         self.iterations = 0
-        if num_batches is not None:
-            self.with_epoch(num_batches)
+        self._live: Iterator[dict[str, Any]] | None = None
 
     def __len__(self) -> int:
         if self.num_batches is None:
             raise TypeError("this stream has no fixed length")
         return self.num_batches
 
-    def __iter__(self) -> Iterator[dict[str, Any]]:
+    def _set_context(self) -> None:
         epoch, rank, world_size = self.context(self.iterations)
-        self.iterations += 1
         self.state.epoch, self.state.rank, self.state.world_size = epoch, rank, world_size
-        return super().__iter__()
+        self.iterations += 1
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        if self.num_batches is None:
+            self._set_context()
+            return super().__iter__()
+        if self._live is None:
+            self._set_context()
+            self._live = iter(self.pipeline[0])  # the DataLoader: an endless train stream
+        return islice(self._live, self.num_batches)
+
+    def close(self) -> None:
+        """Stop a continuous stream's workers (the next iteration starts a new stream)."""
+        live, self._live = self._live, None
+        shutdown = getattr(live, "_shutdown_workers", None)
+        if shutdown is not None:
+            shutdown()

@@ -296,7 +296,8 @@ class WindowCutter:
             self.mel_window(mel, (self.audio_frame(k, n) + 0.5) / self.fps)
             for k in range(start, start + t)
         ])[:, None]
-        out: dict[str, Any] = {"key": clip.key, "frame": int(start), "face": frames, "mel": mels}
+        out: dict[str, Any] = {"key": clip.key, "frame": int(start), "face": frames, "mel": mels,
+                               "speaker": str(clip.meta.get("speaker") or "")}
         if self.use_reference:
             if rng is None:
                 rng = np.random.default_rng(_stable_seed(clip.key, start))

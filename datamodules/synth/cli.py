@@ -11,7 +11,7 @@ import sys
 import time
 from pathlib import Path
 
-from datamodules.synth.corpus import SPLITS, SynthConfig, synthesize
+from datamodules.synth.corpus import SHARD_ORDERS, SPLITS, SynthConfig, synthesize
 
 _DEFAULTS = SynthConfig(out_dir="")
 # Config field -> the flag a user typed, for error messages.
@@ -42,6 +42,9 @@ def add_synth_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"clips per tar shard (default {d.clips_per_shard})")
     parser.add_argument("--workers", type=int, default=d.workers,
                         help=f"worker processes, <= 1 runs in-process (default {d.workers})")
+    parser.add_argument("--shard-order", choices=SHARD_ORDERS, default=d.shard_order,
+                        help="interleaved: every shard mixes speakers (default); by_speaker: "
+                             "one speaker's clips together, like a corpus cut video by video")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace an existing corpus in --out")
 
@@ -52,7 +55,7 @@ def config_from_args(args: argparse.Namespace) -> SynthConfig:
         clips_per_speaker=args.clips_per_speaker, clip_seconds=args.clip_seconds,
         image_size=args.image_size, val_speakers=args.val_speakers,
         test_speakers=args.test_speakers, clips_per_shard=args.clips_per_shard,
-        workers=args.workers,
+        workers=args.workers, shard_order=args.shard_order,
     )
 
 

@@ -28,8 +28,9 @@ from datamodules.synth.phones import sample_phones
 from datamodules.synth.speech import sample_voice, synthesize_speech
 
 SPLITS = ("train", "val", "test")
+SHARD_ORDERS = ("interleaved", "by_speaker")
 SOURCE = "synth"
-_SPEAKER_STREAM, _CLIP_STREAM = 1, 2  # independent seed streams per purpose
+_SPEAKER_STREAM, _CLIP_STREAM, _SHARD_STREAM = 1, 2, 3  # independent seed streams
 
 
 @dataclass
@@ -48,6 +49,7 @@ class SynthConfig:
     test_speakers: int = 1
     clips_per_shard: int = 8
     workers: int = 2
+    shard_order: str = "interleaved"   # interleaved | by_speaker (one speaker's clips together)
 
     @property
     def num_frames(self) -> int:
@@ -83,6 +85,8 @@ class SynthConfig:
             out.append(("clips_per_shard", f"must be >= 1, got {self.clips_per_shard}"))
         if self.workers < 0:
             out.append(("workers", f"must be >= 0, got {self.workers}"))
+        if self.shard_order not in SHARD_ORDERS:
+            out.append(("shard_order", f"must be one of {SHARD_ORDERS}, got {self.shard_order!r}"))
         return out
 
     def validate(self) -> None:
@@ -123,9 +127,19 @@ class ShardUnit:
 
 
 def plan_shards(cfg: SynthConfig) -> list[ShardUnit]:
+    """Which clips go into which shard.
+
+    ``interleaved`` (default) deals each split's (speaker, clip) pairs into shards in a
+    seeded random order, so every shard mixes speakers and a streaming loader, which reads
+    a few shards at a time, never sees one face for hundreds of windows. ``by_speaker``
+    keeps one speaker's clips together (the layout of a corpus cut video by video).
+    """
     units: list[ShardUnit] = []
     for split, speakers in speaker_splits(cfg).items():
         pairs = [(s, c) for s in speakers for c in range(cfg.clips_per_speaker)]
+        if cfg.shard_order == "interleaved":
+            order = _rng(cfg.seed, _SHARD_STREAM, SPLITS.index(split)).permutation(len(pairs))
+            pairs = [pairs[i] for i in order]
         for i in range(0, len(pairs), cfg.clips_per_shard):
             units.append(ShardUnit(split, i // cfg.clips_per_shard,
                                    tuple(pairs[i:i + cfg.clips_per_shard])))
