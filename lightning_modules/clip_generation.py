@@ -22,6 +22,7 @@ from datamodules.audio_features import LogMel
 from datamodules.masks import LowerFaceMask
 from datamodules.sample_format import Clip
 from datamodules.windows import WindowCutter
+from lightning_modules.generator_ema import EMA_PREFIX, generator_state
 from lightning_modules.nets import LipSyncGenerator
 from lightning_modules.nets.batchnorm_folding import fold_batchnorm
 from lightning_modules.nets.from_record import build_from_record
@@ -111,8 +112,8 @@ def load_generator(ref: str | Path, registry: str | None = None,
         raise ValueError(f"checkpoint {path}: generator_class {record.get('generator_class')!r} "
                          f"is not one of {sorted(GENERATOR_CLASSES)}")
     prefix = "generator."
-    state = {k[len(prefix):]: v for k, v in checkpoint.get("state_dict", {}).items()
-             if k.startswith(prefix)}
+    state = {k[len(prefix):]: v for k, v in
+             generator_state(checkpoint.get("state_dict", {})).items()}
     # the recorded arguments are data: checked against the stored weights before allocating
     generator = build_from_record(cls, record["generator"], state,
                                   f"checkpoint {path}: generator")
@@ -130,6 +131,8 @@ def load_generator(ref: str | Path, registry: str | None = None,
         raise ValueError(f"checkpoint {path}: geometry record {record.get('geometry')!r} does "
                          f"not fit {sorted(Geometry.__dataclass_fields__)} ({exc})") from exc
     info = {"checkpoint": str(path), "ref": str(ref), "global_step": checkpoint.get("global_step"),
+            "weights": "ema" if any(k.startswith(EMA_PREFIX)
+                                    for k in checkpoint.get("state_dict", {})) else "live",
             "epoch": checkpoint.get("epoch"), "memory": checkpoint.get("memory_info") or {}}
     return LoadedGenerator(generator.to(device), geometry, str(path), info)
 
@@ -199,7 +202,7 @@ def generate_frames(generator: LipSyncGenerator, faces: np.ndarray, mels: np.nda
             masked = masked.contiguous(memory_format=torch.channels_last)
             ref = ref.contiguous(memory_format=torch.channels_last) if ref is not None else None
         with _autocast(device, precision):
-            out = generator(masked, mel, ref)
+            out = generator(masked, mel, ref, mask_t)
         image = out.image.float().clamp(0, 1).mul(255.0).add_(0.5).to(torch.uint8)
         images.append(image.permute(0, 2, 3, 1).cpu().numpy())
         weights.append(out.weights.float().cpu().numpy())

@@ -16,9 +16,11 @@ from torchmetrics.image import PeakSignalNoiseRatio, StructuralSimilarityIndexMe
 from datamodules.face_layout import mouth_box
 from lightning_modules.code_usage import CodeUsage, entropy
 from lightning_modules.data_issue_tally import DataIssueTally
+from lightning_modules.generator_ema import GeneratorEMA, generator_state
 from lightning_modules.losses import LipSyncLoss
 from lightning_modules.memory_config import MemoryConfig
 from lightning_modules.nets import LipSyncGenerator, copy_matching
+from lightning_modules.nets.mouth_autoencoder import silence_audio_inputs
 from lightning_modules.nonfinite_guard import (
     NonFiniteGuard,
     NonFiniteLossError,
@@ -80,6 +82,9 @@ class LipSyncGAN(L.LightningModule):
         media_every_n_val: int = 1,
         val_video_seconds: float = 4.0,
         init_from: str | None = None,
+        ema_decay: float | None = 0.999,
+        ema_recalibration_batches: int = 8,
+        openness_frames: int = 4000,
     ) -> None:
         super().__init__()
         if g_lr <= 0 or d_lr <= 0:
@@ -99,6 +104,9 @@ class LipSyncGAN(L.LightningModule):
                              f"least the number of memory codes ({generator.num_codes})")
         self.automatic_optimization = False
         self.generator = generator
+        # validation, checkpoints' published weights, eval and infer use this average
+        self.generator_ema = (GeneratorEMA(generator, ema_decay, ema_recalibration_batches)
+                              if ema_decay is not None else None)
         self.loss = loss
         self.g_lr, self.d_lr, self.betas, self.weight_decay = g_lr, d_lr, tuple(betas), weight_decay
         self.grad_clip_norm = grad_clip_norm
@@ -116,13 +124,22 @@ class LipSyncGAN(L.LightningModule):
         self.data_issues = DataIssueTally()  # rank-summed skip/repair counts of the loader
         self._last_batch_end: float | None = None
         self._val_images: tuple[torch.Tensor, ...] | None = None
+        self.openness_frames = openness_frames
+        self._openness: Any = None  # evaluation.mouth_metrics.OpennessEstimator, when fitted
+        self._openness_checked = False
         for stage in ("val", "test"):
             setattr(self, f"{stage}_l1", MeanMetric())
             setattr(self, f"{stage}_l1_mouth", MeanMetric())
             setattr(self, f"{stage}_l1_masked", MeanMetric())
+            setattr(self, f"{stage}_openness_mae", MeanMetric())
             setattr(self, f"{stage}_psnr", PeakSignalNoiseRatio(data_range=1.0))
             setattr(self, f"{stage}_ssim", StructuralSimilarityIndexMeasure(data_range=1.0))
             setattr(self, f"{stage}_code_usage", CodeUsage(generator.num_codes))
+
+    @property
+    def eval_generator(self) -> LipSyncGenerator:
+        """The weights that are judged: the EMA when there is one, else the live ones."""
+        return self.generator_ema.module if self.generator_ema is not None else self.generator
 
     # ------------------------------------------------------------------ setup
     def setup(self, stage: str) -> None:
@@ -140,12 +157,14 @@ class LipSyncGAN(L.LightningModule):
         """
         if self.generator.memory.loaded:
             self.memory_info = self.memory_info or {"source": "checkpoint"}
+            self._sync_ema_codes()
             return
         if self.memory.is_bootstrap:
             self._bootstrap_memory()
             return
         bank = self._load_bank()
         self.generator.memory.load_codes(bank.codes)
+        self._sync_ema_codes()
         self.memory_info = bank.describe()
         rank_zero_info(f"lipmem: memory codes from {bank.ref} -> {bank.resolved} "
                        f"({bank.codes.shape[0]} x {bank.codes.shape[1]}, "
@@ -153,6 +172,12 @@ class LipSyncGAN(L.LightningModule):
         if fitting and self.memory.init_from_autoencoder:
             self._init_from_autoencoder(bank)
         self._record_bank(bank)
+
+    def _sync_ema_codes(self) -> None:
+        """The averaged generator fuses the same memory codes as the live one."""
+        ema = self.generator_ema
+        if ema is not None and not bool(ema.module.memory.loaded):
+            ema.module.memory.load_codes(self.generator.memory.codes)
 
     def _load_bank(self) -> LoadedBank:
         registry = LocalRegistry(self.memory.registry) if self.memory.registry else None
@@ -168,11 +193,24 @@ class LipSyncGAN(L.LightningModule):
         return bank
 
     def _init_from_autoencoder(self, bank: LoadedBank) -> None:
-        """Start the image encoder and decoder from the autoencoder that made the bank."""
+        """Start the image encoder and decoder from the autoencoder that made the bank.
+
+        A context autoencoder's decoder already draws a mouth from a code into a masked
+        face, exactly the generator's decoder job; its audio inputs never saw anything but
+        zeros, so they start at zero (silence_audio_inputs) instead of as untrained noise.
+        """
+        if not (bank.meta.get("encoder") or {}).get("ref"):
+            rank_zero_warn(f"lipmem: memory bank {bank.ref} names no autoencoder; the generator "
+                           "starts from random weights (model.memory.init_from_autoencoder)")
+            return
         registry = LocalRegistry(self.memory.registry) if self.memory.registry else None
         net = load_bank_encoder(bank, registry)
-        copied, skipped = copy_matching(net.encoder, self.generator.image_encoder)
-        copied_dec, skipped_dec = copy_matching(net.decoder, self.generator.decoder)
+        encoder, decoder = net.generator_parts()
+        copied, skipped = copy_matching(encoder, self.generator.image_encoder)
+        copied_dec, skipped_dec = copy_matching(decoder, self.generator.decoder)
+        if net.context:
+            silence_audio_inputs(self.generator.decoder, self.generator.image_encoder.embed_dim,
+                                 self.generator.audio_encoder.dim)
         rank_zero_info(f"lipmem: generator initialised from autoencoder "
                        f"{bank.meta['encoder']['ref']}: {len(copied) + len(copied_dec)} tensors "
                        f"copied, skipped {skipped + skipped_dec or 'none'}")
@@ -206,6 +244,7 @@ class LipSyncGAN(L.LightningModule):
         )
         self.generator.train(was_training)
         self.generator.memory.load_codes(codes)
+        self._sync_ema_codes()
         self.memory_info = {"source": "bootstrap", "frames": frames, "method": result.method,
                             "inertia": result.inertia, "device": result.device}
         rank_zero_info(f"lipmem: bootstrapped {codes.shape[0]} memory codes from {frames} "
@@ -225,21 +264,52 @@ class LipSyncGAN(L.LightningModule):
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         self.memory_info = dict(checkpoint.get("memory_info") or {})
 
+    def _ensure_openness_estimator(self) -> None:
+        """Fit the mouth-openness estimator once, where the corpus has a mouth track.
+
+        It scores the mouth shape of generated validation frames (``val/openness_mae``),
+        a far better guide to lip sync than pixel L1 on the lower face, and the metric
+        checkpoints are chosen by (``val/mouth_score``). Every rank fits the same
+        estimator on the same frames.
+        """
+        if self._openness is not None or self._openness_checked:
+            return
+        self._openness_checked = True
+        datamodule = getattr(self.trainer, "datamodule", None)
+        if datamodule is None or not getattr(datamodule, "has_mouth_track", False):
+            return
+        from lightning_modules.evaluation.mouth_metrics import OpennessEstimator
+
+        clips = ((c.frames, c.mouth[:, 0]) for c in datamodule.clips("train")
+                 if c.mouth is not None)
+        try:
+            self._openness = OpennessEstimator(self.generator.image_size).fit(
+                clips, max_frames=self.openness_frames)
+        except ValueError as exc:
+            rank_zero_warn(f"lipmem: no val/openness_mae ({exc})")
+
     def on_fit_start(self) -> None:
         if self.init_from and self.trainer.global_step == 0:
             self._init_weights_from(self.init_from)
         self._ensure_memory(fitting=True)
+        self._ensure_openness_estimator()
+        if self.generator_ema is not None and self.trainer.global_step == 0:
+            self.generator_ema.copy_from(self.generator)  # the average starts at the start
 
     def _init_weights_from(self, ref: str) -> None:
         """Fine-tune: start from another run's weights (generator, memory codes,
-        discriminator) with fresh optimisers, schedules and step counters. A resumed
-        fine-tune (global_step > 0) keeps its own checkpoint's weights instead."""
+        discriminator) with fresh optimisers, schedules and step counters. The generator
+        starts from the source's averaged (EMA) weights when it has them, the ones it was
+        judged and published by. A resumed fine-tune (global_step > 0) keeps its own
+        checkpoint's weights instead."""
         from lightning_modules.checkpoint_refs import load_checkpoint
 
         registry = self.memory.registry
         path, checkpoint = load_checkpoint(ref, registry)
-        state = checkpoint["state_dict"]
-        own = self.state_dict()
+        state = generator_state(checkpoint["state_dict"])
+        state.update({k: v for k, v in checkpoint["state_dict"].items() if k.startswith("loss.")})
+        own = {k: v for k, v in self.state_dict().items()
+               if not k.startswith("generator_ema.")}  # the average restarts at the weights
         mismatched = [k for k in own if k in state and state[k].shape != own[k].shape]
         missing = [k for k in own if k not in state]
         if mismatched or missing:
@@ -248,7 +318,7 @@ class LipSyncGAN(L.LightningModule):
                 f"{len(mismatched)} tensor(s) differ in shape (e.g. {mismatched[:3]}), "
                 f"{len(missing)} missing (e.g. {missing[:3]}); fine-tuning needs the same "
                 "architecture and num_codes")
-        self.load_state_dict({k: state[k] for k in own}, strict=True)
+        self.load_state_dict({k: state[k] for k in own}, strict=False)
         self.memory_info = {**dict(checkpoint.get("memory_info") or {}), "init_from": ref}
         rank_zero_info(f"lipmem: fine-tuning from {ref} ({path}, global_step "
                        f"{checkpoint.get('global_step')}): weights and memory codes loaded, "
@@ -259,9 +329,13 @@ class LipSyncGAN(L.LightningModule):
     def on_validation_start(self) -> None:
         if not self.trainer.training and not self.trainer.sanity_checking:
             self._ensure_memory()
+        self._ensure_openness_estimator()
+        if self.generator_ema is not None and self.trainer.training:
+            self.generator_ema.recalibrate()  # BatchNorm statistics of the averaged weights
 
     def on_test_start(self) -> None:
         self._ensure_memory()
+        self._ensure_openness_estimator()
 
     def on_predict_start(self) -> None:
         self._ensure_memory()
@@ -288,15 +362,15 @@ class LipSyncGAN(L.LightningModule):
         return {"face": face, "mask": mask, "mel": mel, "ref": ref, "masked": masked}
 
     def forward(self, masked: torch.Tensor, mel: torch.Tensor,
-                ref: torch.Tensor | None = None) -> torch.Tensor:
-        return self.generator(masked, mel, ref).image
+                ref: torch.Tensor | None = None, mask: torch.Tensor | None = None) -> torch.Tensor:
+        return self.generator(masked, mel, ref, mask).image
 
     # ------------------------------------------------------------------ training
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         x = self._prepare(batch)
         opt_g, opt_d = self.optimizers()
         running_stats = RunningStats(self)  # put back if this batch turns out non-finite
-        out = self.generator(x["masked"], x["mel"], x["ref"])
+        out = self.generator(x["masked"], x["mel"], x["ref"], x["mask"])
         fake = out.image
         reduce = self.trainer.strategy.reduce  # sum over DDP ranks; identity on one device
 
@@ -330,6 +404,10 @@ class LipSyncGAN(L.LightningModule):
                 opt_g.zero_grad(set_to_none=True)
             else:
                 opt_g.step()
+                if self.generator_ema is not None:
+                    self.generator_ema.update(self.generator, {
+                        "masked_face": x["masked"], "mel": x["mel"], "reference": x["ref"],
+                        "mask": x["mask"]})
 
         weights = out.weights.detach().float()
         usage = weights.mean(dim=0)
@@ -389,7 +467,7 @@ class LipSyncGAN(L.LightningModule):
     # ------------------------------------------------------------------ evaluation
     def _evaluate(self, batch: dict[str, Any], stage: str) -> None:
         x = self._prepare(batch)
-        out = self.generator(x["masked"], x["mel"], x["ref"])
+        out = self.eval_generator(x["masked"], x["mel"], x["ref"], x["mask"])
         fake = out.image.float()
         getattr(self, f"{stage}_code_usage").update(out.weights)
         real, mask = x["face"], x["mask"]
@@ -403,9 +481,21 @@ class LipSyncGAN(L.LightningModule):
         getattr(self, f"{stage}_l1_mouth").update(err[:, :, y0:y1, x0:x1].mean(), weight=n)
         getattr(self, f"{stage}_psnr").update(fake, real)
         getattr(self, f"{stage}_ssim").update(fake, real)
-        for name in ("l1", "l1_mouth", "l1_masked", "psnr", "ssim"):
+        names = ["l1", "l1_mouth", "l1_masked", "psnr", "ssim"]
+        if self._openness is not None and "mouth" in batch:
+            frames = fake.detach().clamp(0, 1).mul(255).round().to(torch.uint8)
+            estimate = self._openness.predict(frames.permute(0, 2, 3, 1).cpu().numpy())
+            truth = batch["mouth"][..., 0].reshape(-1).cpu().numpy()
+            getattr(self, f"{stage}_openness_mae").update(
+                torch.as_tensor(abs(estimate - truth).mean(), device=self.device), weight=n)
+            names.append("openness_mae")
+        for name in names:
             self.log(f"{stage}/{name}", getattr(self, f"{stage}_{name}"), on_step=False,
                      on_epoch=True, prog_bar=name == "l1_mouth", batch_size=n)
+        # what checkpoints are chosen by: mouth shape where the corpus can tell, else pixels
+        score = "openness_mae" if "openness_mae" in names else "l1_mouth"
+        self.log(f"{stage}/mouth_score", getattr(self, f"{stage}_{score}"), on_step=False,
+                 on_epoch=True, batch_size=n)
         if stage == "val" and self._val_images is None:
             self._val_images = (x["masked"].float().cpu(), fake.cpu(), real.cpu())
 
@@ -418,7 +508,7 @@ class LipSyncGAN(L.LightningModule):
 
     def predict_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, Any]:
         x = self._prepare(batch)
-        fake = self.generator(x["masked"], x["mel"], x["ref"]).image.float()
+        fake = self.eval_generator(x["masked"], x["mel"], x["ref"], x["mask"]).image.float()
         b, t = batch["face"].shape[:2]
         return {"key": batch.get("key"), "frame": batch.get("frame"),
                 "generated": fake.reshape(b, t, *fake.shape[1:]).cpu()}
@@ -457,7 +547,7 @@ class LipSyncGAN(L.LightningModule):
         folder = Path(self.trainer.default_root_dir) / "samples"
         path = folder / f"val_epoch{self.current_epoch:03d}_step{self.trainer.global_step:07d}.mp4"
         precision = str(self.trainer.precision)
-        render_val_video(self.generator, clip, geometry, path, seconds=self.val_video_seconds,
+        render_val_video(self.eval_generator, clip, geometry, path, seconds=self.val_video_seconds,
                          batch_size=max(1, int(getattr(datamodule, "val_batch_size", 16))),
                          device=self.device,
                          precision="bf16-mixed" if precision.startswith("bf16") else None)

@@ -18,7 +18,7 @@ from memory_bank.features import encode_lower_faces
 from memory_bank.kmeans import KMeansResult, kmeans
 
 
-def bootstrap_codes(encode: Callable[[torch.Tensor], torch.Tensor],
+def bootstrap_codes(encode: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
                     batches: Iterable[dict[str, Any]], num_codes: int, *, max_samples: int = 4096,
                     seed: int = 0, device: torch.device | str = "cpu"
                     ) -> tuple[torch.Tensor, KMeansResult, int]:

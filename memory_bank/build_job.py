@@ -21,8 +21,10 @@ from lightning.pytorch.utilities import rank_zero_info
 from datamodules.atomic_files import sha256_file, write_json_atomic
 from datamodules.manifest import manifest_path, split_clips
 from memory_bank.bank import BANK_NAME, publish_bank
+from memory_bank.bank_metrics import bank_metrics
 from memory_bank.encoder_file import ENCODER_FILE, load_autoencoder, save_autoencoder
 from memory_bank.features import Features, encode_lower_faces, load_features, save_features
+from memory_bank.code_space import CENTRE_PER, centres_in_code_space, clustering_space
 from memory_bank.kmeans import METHODS, KMeansResult, cluster, cluster_many
 from memory_bank.provenance import code_version
 from memory_bank.references import resolve_reference
@@ -45,6 +47,8 @@ class BankSpec:
     n: list[int] = field(default_factory=lambda: [80])   # several n reuse one feature matrix
     niter: int = 25
     seed: int = 0
+    centre_per: str = "clip"            # clip | speaker | none: clusters found on codes minus
+                                        # their clip's mean (memory_bank.code_space)
     meanshift_bandwidth: float | None = None
     meanshift_max_points: int = 5000
     name: str = BANK_NAME
@@ -56,6 +60,8 @@ class BankSpec:
             raise ValueError(f"bank.method={self.method!r}: expected one of {METHODS}")
         if self.frames <= 0:
             raise ValueError(f"bank.frames={self.frames}: must be > 0")
+        if self.centre_per not in CENTRE_PER:
+            raise ValueError(f"bank.centre_per={self.centre_per!r}: expected one of {CENTRE_PER}")
         if self.method != "meanshift":
             bad = [n for n in self.n if isinstance(n, bool) or not isinstance(n, int) or n <= 0]
             if not self.n or bad:
@@ -63,6 +69,16 @@ class BankSpec:
             if max(self.n) > self.frames:
                 raise ValueError(f"bank.n={self.n}: cannot form {max(self.n)} clusters from "
                                  f"bank.frames={self.frames} frames")
+
+
+def _describe_metrics(metrics: dict[str, Any]) -> str:
+    parts = [f"largest cluster {metrics['largest_cluster_share']:.1%} of frames"]
+    if "single_speaker_share" in metrics:
+        parts.append(f"{metrics['single_speaker_share']:.0%} single-speaker clusters")
+    if metrics.get("openness_variance_explained") is not None:
+        parts.append(f"clusters explain {metrics['openness_variance_explained']:.0%} of the "
+                     "mouth-openness variance")
+    return ", ".join(parts)
 
 
 def _device(name: str) -> torch.device:
@@ -113,6 +129,24 @@ class BankBuild:
             return self.spec.frames
         return math.ceil(self.spec.frames / clips) * clips
 
+    def example_faces(self, count: int = 8) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """A few masked faces (val split, else train) for inspect to draw codes into."""
+        import numpy as np
+
+        mask = self.datamodule.mask.numpy()  # (1, S, S)
+        for split in ("val", "train"):
+            try:
+                clip = next(iter(self.datamodule.clips(split, limit=1)), None)
+            except (ValueError, FileNotFoundError):
+                continue
+            if clip is None:
+                continue
+            idx = np.linspace(0, clip.num_frames - 1, count).round().astype(int)
+            faces = clip.frames[idx].transpose(0, 3, 1, 2) * (1.0 - mask[None])
+            return (torch.from_numpy(faces.round().astype(np.uint8)),
+                    torch.from_numpy(mask[None].astype(np.uint8)))
+        return None
+
     # ---------------------------------------------------------------- stages
     def autoencoder(self) -> tuple[Any, dict[str, Any]]:
         """Stage 1: fit, or load the given one. Returns (net, {ref, sha256})."""
@@ -137,7 +171,8 @@ class BankBuild:
         meta = {**self.geometry(), "corpus": self.corpus(), "input": self.model.input,
                 "steps": int(self.trainer.global_step), "metrics": metrics,
                 "code_version": code_version()}
-        path = save_autoencoder(self.out / ENCODER_FILE, net, meta)
+        path = save_autoencoder(self.out / ENCODER_FILE, net, meta,
+                                self.example_faces() if net.context else None)
         version = self.registry.publish(ENCODER_NAME, ENCODER_TYPE, {ENCODER_FILE: path},
                                         {**meta, "net": net.config})
         self._log_artifact(version)
@@ -171,34 +206,44 @@ class BankBuild:
         rank_zero_info(f"lipmem bank: encoded {len(feats)} lower faces from {clips} clips")
         return feats, sha256_file(path)
 
-    def cluster(self, feats: Features) -> dict[int, KMeansResult]:
-        """Stage 3: one feature matrix, every requested n (meanshift: n from the data)."""
+    def cluster(self, feats: Features) -> dict[int, tuple[KMeansResult, Any]]:
+        """Stage 3: one feature matrix, every requested n (meanshift: n from the data).
+        Returns {n: (result with centres in code space, each frame's cluster)}."""
         started = time.perf_counter()
         spec = self.spec
+        groups = feats.keys if spec.centre_per == "clip" else feats.speakers
+        space = clustering_space(feats.features, groups, spec.centre_per)
         if spec.method == "meanshift":
-            result = cluster(feats.features, None, method="meanshift", seed=spec.seed,
+            result = cluster(space, None, method="meanshift", seed=spec.seed,
                              bandwidth=spec.meanshift_bandwidth,
                              max_points=spec.meanshift_max_points)
             results = {result.k: result}
         else:
-            results = cluster_many(feats.features, spec.n, method=spec.method, seed=spec.seed,
+            results = cluster_many(space, spec.n, method=spec.method, seed=spec.seed,
                                    niter=spec.niter)
+        out = {n: centres_in_code_space(r, space, feats.features, spec.centre_per)
+               for n, r in results.items()}
         self.summary["stages"]["cluster"] = {
-            "seconds": round(time.perf_counter() - started, 1),
+            "seconds": round(time.perf_counter() - started, 1), "centre_per": spec.centre_per,
             "inertia": {str(n): r.inertia for n, r in results.items()}}
-        return results
+        return out
 
-    def publish(self, results: dict[int, KMeansResult], encoder: dict[str, Any],
+    def publish(self, results: dict[int, tuple[KMeansResult, Any]], encoder: dict[str, Any],
                 feats: Features, features_sha256: str) -> list[ArtifactVersion]:
         """Stage 4: one registry version (+ W&B artifact) per n, aliases n{n} and latest."""
         versions = []
         common = {**self.geometry(), "encoder": encoder, "corpus": self.corpus(),
                   "frames": len(feats), "features_sha256": features_sha256,
                   "code_version": code_version()}
-        for n, result in sorted(results.items()):
+        for n, (result, labels) in sorted(results.items()):
+            metrics = bank_metrics(labels, result.k, feats.speakers, feats.openness)
             meta = {**common, "method": result.method, "device": result.device,
                     "inertia": result.inertia, "cluster_sizes": result.sizes.tolist(),
-                    "seed": result.seed, "niter": result.niter, "extra": result.extra}
+                    "seed": result.seed, "niter": result.niter, "extra": result.extra,
+                    "centre_per": self.spec.centre_per,
+                    "metrics": {k: v for k, v in metrics.items() if k != "cluster_sizes"}}
+            self.summary.setdefault("metrics", {})[str(n)] = meta["metrics"]
+            rank_zero_info(f"lipmem bank: n={n}: {_describe_metrics(meta['metrics'])}")
             version = publish_bank(self.registry, torch.from_numpy(result.centroids), meta,
                                    name=self.spec.name)
             self._log_artifact(version)
@@ -235,6 +280,6 @@ class BankBuild:
         versions = self.publish(results, encoder, feats, features_sha)
         write_json_atomic(self.out / "summary.json", self.summary)
         if self.run is not None:
-            self.run.log_metrics({f"bank/inertia_n{n}": r.inertia for n, r in results.items()})
+            self.run.log_metrics({f"bank/inertia_n{n}": r.inertia for n, (r, _) in results.items()})
         print(json.dumps({"published": self.summary["published"]}, indent=2))
         return versions

@@ -1,8 +1,11 @@
 """`lipmem bank inspect REF`: what is in a memory bank, in words and pictures.
 
-Prints the metadata, decodes every code with the bank's own autoencoder into a lower-face
-image (ordered by cluster size, largest first) and draws the cluster-size histogram, so a
-user can see whether the bank covers distinct mouth shapes or collapsed onto a few.
+Prints the metadata and the bank's metrics (cluster sizes; on corpora with speakers and a
+mouth track, the share of single-speaker clusters and the mouth-openness variance the
+clusters explain: memory_bank.bank_metrics), decodes every code with the bank's own
+autoencoder (a context autoencoder draws each code's mouth into one example face; ordered
+by cluster size, largest first) and draws the cluster-size histogram, so a user can see
+whether the bank covers distinct mouth shapes or collapsed onto a few.
 """
 
 from __future__ import annotations
@@ -26,12 +29,20 @@ def _figure_path(out_dir: Path, bank: LoadedBank, what: str) -> Path:
 
 
 def decode_codes(bank: LoadedBank, registry: LocalRegistry | None) -> torch.Tensor | None:
-    """(n, 3, S, S) images, or None when the bank does not name its autoencoder."""
+    """(n, 3, S, S) images, or None when the bank does not name its autoencoder (or its
+    context autoencoder carries no example face to draw the mouths into)."""
     if not (bank.meta.get("encoder") or {}).get("ref"):
         return None
     net = load_bank_encoder(bank, registry)
+    codes = bank.codes.float()
     with torch.no_grad():
-        return net.decode(bank.codes.float()).clamp(0, 1)
+        if not net.context:
+            return net.decode(codes).clamp(0, 1)
+        if net.examples is None:
+            return None
+        faces, mask = net.examples
+        face = faces[:1].float() / 255.0  # every code drawn into the same face
+        return net.decode(codes, face, mask.float()).clamp(0, 1)
 
 
 def _save(fig: Any, path: Path) -> Path:

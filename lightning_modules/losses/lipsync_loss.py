@@ -15,6 +15,7 @@ from lightning_modules.losses.adversarial import (
     generator_adversarial_loss,
 )
 from lightning_modules.losses.perceptual import LPIPSLoss
+from lightning_modules.losses.region_l1 import check_emphasis, region_l1
 from lightning_modules.nets.discriminator import PatchDiscriminator
 
 
@@ -27,7 +28,8 @@ class LipSyncLoss(nn.Module):
     def __init__(self, l1_weight: float = 10.0, adv_weight: float = 0.1, lpips_weight: float = 1.0,
                  gan_mode: str = "hinge", adv_start_step: int = 0, lpips_net: str = "alex",
                  lpips_backbone: str = "auto", disc_channels: int = 32, disc_layers: int = 3,
-                 mask_l1_emphasis: float = 10.0, require_l1_highest: bool = True,
+                 mask_l1_emphasis: float = 10.0, mouth_l1_emphasis: float = 0.0,
+                 require_l1_highest: bool = True,
                  sync_weight: float = 0.0, sync_expert: str | None = None,
                  sync_registry: str | None = None) -> None:
         """sync_weight > 0 adds Wav2Lip's expert sync loss (-log P(sync) by the frozen sync
@@ -46,8 +48,8 @@ class LipSyncLoss(nn.Module):
             )
         if gan_mode not in GAN_MODES:
             raise ValueError(f"model.loss.gan_mode={gan_mode!r}: expected one of {GAN_MODES}")
-        if mask_l1_emphasis < 0:
-            raise ValueError(f"model.loss.mask_l1_emphasis={mask_l1_emphasis}: must be >= 0")
+        check_emphasis("model.loss.mask_l1_emphasis", mask_l1_emphasis)
+        check_emphasis("model.loss.mouth_l1_emphasis", mouth_l1_emphasis)
         if adv_start_step < 0:
             raise ValueError(f"model.loss.adv_start_step={adv_start_step}: must be >= 0")
         if sync_weight < 0:
@@ -62,6 +64,7 @@ class LipSyncLoss(nn.Module):
         self.gan_mode = gan_mode
         self.adv_start_step = adv_start_step
         self.mask_l1_emphasis = mask_l1_emphasis
+        self.mouth_l1_emphasis = mouth_l1_emphasis
         self.discriminator = PatchDiscriminator(3, disc_channels, disc_layers)
         self.perceptual = LPIPSLoss(lpips_net, lpips_backbone)
         self.sync_weight = sync_weight
@@ -72,18 +75,14 @@ class LipSyncLoss(nn.Module):
             self.sync = SyncLoss(str(sync_expert), sync_registry)
 
     def l1(self, fake: torch.Tensor, real: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-        """Per-pixel L1, with pixels of the generated (masked) region weighted
-        1 + mask_l1_emphasis, normalised so the term stays a mean absolute error.
+        """Per-pixel L1 with the generated region weighted ``1 + mask_l1_emphasis`` and the
+        mouth box ``mouth_l1_emphasis`` more (losses.region_l1), still a mean absolute error.
 
         The visible upper face comes back through the skips almost for free; without the
         emphasis it dominates the plain mean and the model is slow to learn that the mouth
         follows the audio (the same imbalance Wav2Lip reports for its lip region).
         """
-        err = (fake - real).abs()
-        if mask is None or self.mask_l1_emphasis == 0:
-            return err.mean()
-        weight = 1.0 + self.mask_l1_emphasis * mask.to(err.dtype)
-        return (err * weight).mean() / weight.mean()
+        return region_l1(fake, real, mask, self.mask_l1_emphasis, self.mouth_l1_emphasis)
 
     def generator_loss(self, fake: torch.Tensor, real: torch.Tensor, step: int,
                        mask: torch.Tensor | None = None, mel: torch.Tensor | None = None,

@@ -22,11 +22,18 @@ class Decoder(nn.Module):
 
     def __init__(self, skip_channels: list[int], bottom_size: int, face_dim: int = 256,
                  audio_dim: int = 256, mouth_dim: int = 256, cond_channels: int = 32,
-                 out_channels: int = 3, norm: str = "batch") -> None:
+                 out_channels: int = 3, norm: str = "batch", spatial_cond_max: int = 0) -> None:
         super().__init__()
         chans = list(skip_channels)
         self.bottom_size = bottom_size
         self.cond_channels = cond_channels
+        sizes = [bottom_size * 2 ** (len(chans) - 1 - i) for i in range(len(chans))]
+        # levels up to spatial_cond_max px get the audio + mouth vector as a learned map
+        # (a transposed conv from 1x1 to the level's size) instead of constant channels:
+        # a canvas on which a code can place a mouth, which constant channels cannot
+        self.spatial = nn.ModuleDict({
+            str(level): nn.ConvTranspose2d(audio_dim + mouth_dim, cond_channels, size, 1, 0)
+            for level, size in enumerate(sizes) if size <= spatial_cond_max})
         joint = face_dim + audio_dim + mouth_dim
         self.from_vector = nn.Sequential(
             nn.ConvTranspose2d(joint, chans[-1], bottom_size, 1, 0, bias=False),
@@ -48,10 +55,15 @@ class Decoder(nn.Module):
         vector = torch.cat([face, audio, mouth.to(face.dtype)], dim=1)
         cond = self.condition(torch.cat([audio, mouth.to(audio.dtype)], dim=1))
         x = self.from_vector(vector[:, :, None, None])
+        pair = torch.cat([audio, mouth.to(audio.dtype)], dim=1)
         for level in range(len(skips) - 1, -1, -1):
             conv, norm, act = self.fuse[level]
-            x = act(norm(conv_with_constant_channels(conv, torch.cat([x, skips[level]], dim=1),
-                                                     cond)))
+            if str(level) in self.spatial:
+                canvas = self.spatial[str(level)](pair[:, :, None, None].to(x.dtype))
+                x = act(norm(conv(torch.cat([x, skips[level], canvas], dim=1))))
+            else:
+                x = act(norm(conv_with_constant_channels(
+                    conv, torch.cat([x, skips[level]], dim=1), cond)))
             if level > 0:
                 x = self.up[level - 1](x)
         return self.to_rgb(x)

@@ -9,6 +9,7 @@ from torch import nn
 
 from lightning_modules.nets.audio_encoder import AudioEncoder
 from lightning_modules.nets.audio_mapping import AudioMapping
+from lightning_modules.nets.composite import composite, feather_pixels, feathered_alpha
 from lightning_modules.nets.decoder import Decoder
 from lightning_modules.nets.image_encoder import ImageEncoder
 from lightning_modules.nets.memory_fusion import (
@@ -34,7 +35,8 @@ class LipSyncGenerator(nn.Module):
                  audio_dim: int = 256, base_channels: int = 32, max_channels: int = 256,
                  attention_heads: int = 4, attention_layers: int = 1, mapping_hidden: int = 256,
                  mapping_temperature: float = 1.0, cond_channels: int = 32,
-                 norm: str = "batch", memory_mode: str = "softmax") -> None:
+                 norm: str = "batch", memory_mode: str = "softmax",
+                 composite_feather: float | None = 0.04) -> None:
         config = {k: v for k, v in locals().items() if k not in ("self", "__class__")}
         super().__init__()
         # the constructor arguments, saved in checkpoints so `lipmem infer` rebuilds the net
@@ -43,6 +45,10 @@ class LipSyncGenerator(nn.Module):
             raise ValueError(f"memory_mode={memory_mode!r}: expected one of {MEMORY_MODES}")
         self.memory_mode = memory_mode
         self.image_size = image_size
+        # None: the decoder's whole face is the output; else only the hidden region is, blended
+        # into the visible input over a seam this fraction of the side wide (nets.composite)
+        self.feather_px = (None if composite_feather is None
+                           else feather_pixels(composite_feather, image_size))
         self.use_reference = use_reference
         self.image_encoder = ImageEncoder(6 if use_reference else 3, image_size, base_channels,
                                           max_channels, embed_dim, norm)
@@ -69,7 +75,10 @@ class LipSyncGenerator(nn.Module):
         return masked_face
 
     def forward(self, masked_face: torch.Tensor, mel: torch.Tensor,
-                reference: torch.Tensor | None = None) -> GeneratorOutput:
+                reference: torch.Tensor | None = None,
+                mask: torch.Tensor | None = None) -> GeneratorOutput:
+        """``mask`` ((B or 1), 1, S, S), 1 = hidden: given (and composite_feather set), the
+        output keeps the visible input outside the feathered mask."""
         face_feature, skips = self.image_encoder(self.encoder_input(masked_face, reference))
         audio_feature = self.audio_encoder(mel)
         if self.memory_mode == "none":
@@ -81,12 +90,16 @@ class LipSyncGenerator(nn.Module):
                 weights = straight_through_argmax(weights)
             fused = self.memory(weights)
         image = self.decoder(face_feature, audio_feature, fused, skips)
+        if mask is not None and self.feather_px is not None:
+            image = composite(image, masked_face, feathered_alpha(mask, self.feather_px))
         return GeneratorOutput(image=image, weights=weights, fused_mouth=fused)
 
     @torch.no_grad()
-    def encode_mouth(self, lower_face: torch.Tensor) -> torch.Tensor:
+    def encode_mouth(self, lower_face: torch.Tensor,
+                     mask: torch.Tensor | None = None) -> torch.Tensor:
         """Embed lower-face crops (mask region kept, rest zeroed) with the image encoder, the
-        space the memory codes live in; reference channels, if any, are zero."""
+        space bootstrapped memory codes live in; reference channels, if any, are zero.
+        ``mask`` is accepted (and unused) so this fits memory_bank.features' encoder slot."""
         if self.use_reference:
             lower_face = torch.cat([lower_face, torch.zeros_like(lower_face)], dim=1)
         return self.image_encoder.embed(lower_face)

@@ -92,3 +92,38 @@ def test_out_of_range_module_settings_fail_at_construction():
         tiny_model(g_lr=0.0)
     with pytest.raises(ValueError, match="memory.bootstrap_frames=4"):
         tiny_model(bootstrap_frames=4)
+
+
+def test_validation_judges_the_ema_by_mouth_shape_and_infer_loads_the_ema(tiny_corpus, tmp_path):
+    from lightning_modules.clip_generation import load_generator
+
+    model = tiny_model(ema_decay=0.9)
+    t = trainer(tmp_path, enable_checkpointing=True, max_epochs=2)
+    t.fit(model, tiny_data(tiny_corpus))
+    metrics = t.callback_metrics
+    assert 0 <= float(metrics["val/openness_mae"]) <= 1  # the tiny corpus has a mouth track
+    assert float(metrics["val/mouth_score"]) == pytest.approx(float(metrics["val/openness_mae"]))
+    live = model.generator.state_dict()
+    averaged = model.generator_ema.module.state_dict()
+    differs = [k for k in live if live[k].is_floating_point() and not torch.equal(live[k],
+                                                                                  averaged[k])]
+    assert differs  # after 6 steps the average is not the live weights
+    ckpt = next((tmp_path / "checkpoints").glob("*.ckpt"))
+    loaded = load_generator(ckpt, fold_norms=False)
+    assert loaded.info["weights"] == "ema"
+    for key, value in loaded.generator.state_dict().items():
+        torch.testing.assert_close(value, averaged[key].cpu(), msg=key)
+
+
+def test_without_ema_validation_and_infer_use_the_live_weights(tiny_corpus, tmp_path):
+    from lightning_modules.clip_generation import load_generator
+
+    model = tiny_model(ema_decay=None)
+    assert model.eval_generator is model.generator
+    t = trainer(tmp_path, enable_checkpointing=True)
+    t.fit(model, tiny_data(tiny_corpus))
+    loaded = load_generator(next((tmp_path / "checkpoints").glob("*.ckpt")), fold_norms=False)
+    assert loaded.info["weights"] == "live"
+    live = model.generator.state_dict()
+    for key, value in loaded.generator.state_dict().items():
+        torch.testing.assert_close(value, live[key].cpu(), msg=key)

@@ -11,7 +11,8 @@ import yaml
 
 from memory_bank.bank import load_bank
 from memory_bank.features import load_features
-from memory_bank.kmeans import assign
+from memory_bank.code_space import clustering_space
+from memory_bank.kmeans import assign, cluster
 from memory_bank.registry import LocalRegistry
 
 # Matches configs/smoke.yaml's generator, so the smoke fit can load the bank.
@@ -48,11 +49,16 @@ def test_build_publishes_one_bank_per_n_with_centres_of_the_features(built, lipm
     for n in (4, 8):
         bank = load_bank(f"memory-bank:n{n}", registry)
         assert bank.codes.shape == (n, 64)  # exactly n rows of dim d
-        # the codes are the centres of their clusters, recomputed from the same features
-        labels, _ = assign(feats.features, bank.codes.numpy())
+        # clusters are found on clip-centred codes; each code is its members' mean raw code
+        space = clustering_space(feats.features, feats.keys, "clip")
+        labels = assign(space, cluster(space, n, method="faiss_kmeans", seed=0).centroids)[0]
         means = np.stack([feats.features[labels == c].mean(0) for c in range(n)])
         np.testing.assert_allclose(bank.codes.numpy(), means, rtol=1e-4, atol=1e-4)
         meta = bank.meta
+        assert meta["centre_per"] == "clip" and meta["metrics"]["frames"] == 120
+        assert meta["metrics"]["speakers"] == 2  # the tiny corpus' two training speakers
+        assert 0 <= meta["metrics"]["single_speaker_share"] <= 1
+        assert meta["metrics"]["openness_variance_explained"] is not None
         assert meta["n"] == n and meta["method"] == "faiss_kmeans"
         assert sum(meta["cluster_sizes"]) == 120 and len(meta["cluster_sizes"]) == n
         assert meta["image_size"] == 48 and meta["mask"]["region"] == "nose_to_chin"

@@ -120,3 +120,38 @@ def test_group_norm_variant_builds_and_unknown_norm_is_refused():
     assert g(torch.rand(2, 3, 48, 48), torch.randn(2, 1, 80, 16)).image.shape == (2, 3, 48, 48)
     with pytest.raises(ValueError, match="norm='layer'"):
         small_generator(norm="layer")
+
+
+def test_output_keeps_the_visible_input_outside_the_feathered_mask():
+    from datamodules.masks import LowerFaceMask
+
+    g = small_generator().eval()
+    g.memory.load_codes(torch.randn(12, 32))
+    mask = LowerFaceMask(image_size=48).tensor()[None]
+    face = torch.rand(3, 3, 48, 48)
+    masked = face * (1 - mask)
+    with torch.no_grad():
+        out = g(masked, torch.randn(3, 1, 80, 16), mask=mask).image
+        raw = g(masked, torch.randn(3, 1, 80, 16)).image
+    seam = g.feather_px  # round(0.04 * 48) = 2 px of blend outside the mask
+    far = torch.nn.functional.max_pool2d(mask, 2 * seam + 3, 1, seam + 1) == 0
+    assert seam == 2 and far.sum() > 0.5 * 48 * 48
+    assert torch.equal(out * far, face * far)          # exactly the input, not a re-drawing
+    assert ((out - face).abs() * mask).sum() > 0       # the hidden region is generated
+    assert ((raw - face).abs() * far).sum() > 0        # without the mask: the decoder's face
+    plain = small_generator(composite_feather=None).eval()
+    plain.memory.load_codes(torch.randn(12, 32))
+    with torch.no_grad():
+        whole = plain(masked, torch.randn(3, 1, 80, 16), mask=mask).image
+    assert ((whole - face).abs() * far).sum() > 0      # composite_feather=None: no blend
+
+
+def test_feathered_alpha_is_one_on_the_mask_and_fades_to_zero_outside():
+    from lightning_modules.nets.composite import feathered_alpha
+
+    mask = torch.zeros(1, 1, 16, 16)
+    mask[..., 8:, 4:12] = 1
+    alpha = feathered_alpha(mask, 3)
+    assert torch.equal(alpha[mask.bool()], torch.ones(int(mask.sum())))
+    assert alpha[0, 0, 7, 8] == pytest.approx(0.75) and alpha[0, 0, 5, 8] == pytest.approx(0.25)
+    assert alpha[0, 0, 4, 8] == 0 and alpha[0, 0, 0, 0] == 0
