@@ -17,6 +17,7 @@ from lightning_modules.clip_generation import (
     load_generator,
     model_record,
 )
+from lightning_modules.generator_ema import EMA_PREFIX, generator_state
 from lightning_modules.lipsync_gan import LipSyncGAN
 from lightning_modules.losses import LipSyncLoss
 from lightning_modules.memory_config import MemoryConfig
@@ -117,11 +118,22 @@ def test_load_generator_refuses_what_it_cannot_rebuild(tmp_path):
 
 def test_init_from_copies_weights_and_codes_but_not_training_state(tmp_path):
     source = gan()
+    with torch.no_grad():  # an average that differs from the live weights
+        for name, value in source.state_dict().items():
+            if name.startswith(EMA_PREFIX) and value.is_floating_point():
+                value.add_(0.5)
     save_checkpoint(source, tmp_path / "src.ckpt")
     target = gan()
     target._init_weights_from(str(tmp_path / "src.ckpt"))
-    for key, value in source.state_dict().items():
-        torch.testing.assert_close(target.state_dict()[key], value)
+    got, src = target.state_dict(), source.state_dict()
+    average = generator_state(src)
+    assert average.keys() == {k for k in src if k.startswith("generator.")}
+    for key, value in src.items():
+        if key.startswith("generator."):  # the generator starts from the source's average
+            torch.testing.assert_close(got[key], average[key])
+            assert not value.is_floating_point() or not torch.equal(got[key], value)
+        elif not key.startswith("generator_ema."):
+            torch.testing.assert_close(got[key], value)
     assert target.memory_info["init_from"] == str(tmp_path / "src.ckpt")
     with pytest.raises(ValueError, match="num_codes"):
         gan(num_codes=4)._init_weights_from(str(tmp_path / "src.ckpt"))

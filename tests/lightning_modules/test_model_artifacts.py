@@ -35,7 +35,7 @@ def test_fit_publishes_the_model_with_latest_and_best(trained):
     latest = registry.resolve(name, "latest")
     assert set(latest.files) == {"model.ckpt", "config.yaml"}
     assert latest.metadata["memory_bank"]["source"] == "bootstrap"
-    assert latest.metadata["monitor"] == "val/l1_mouth"
+    assert latest.metadata["monitor"] == "val/mouth_score"
     wandb_log = next((tmp / "run" / "wandb").glob("offline-run-*/run-*.wandb")).read_bytes()
     assert name.encode() in wandb_log  # also logged into the offline W&B run
 

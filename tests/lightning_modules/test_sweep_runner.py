@@ -268,7 +268,8 @@ def test_check_sweep_names_the_source():
 
 @pytest.mark.timeout(400)
 def test_two_real_trials_record_metrics_group_runs_and_resume(tiny_corpus, tmp_path, lipmem_cli):
-    path = sweep_file(tmp_path, method="random", parameters={
+    path = sweep_file(tmp_path, method="random",
+                      metric={"name": "val/mouth_score", "goal": "minimize"}, parameters={
         "model.loss.init_args.l1_weight": {"distribution": "uniform", "min": 5.0, "max": 12.0}},
         command=["${env}", "lipmem", "fit", "--config", "configs/smoke.yaml", "${args}"])
     out = tmp_path / "sweeps"
@@ -285,8 +286,8 @@ def test_two_real_trials_record_metrics_group_runs_and_resume(tiny_corpus, tmp_p
         weights.add(weight)
         assert trial["exit_code"] == 0 and 5.0 <= weight <= 12.0
         assert math.isfinite(trial["metric"]) and trial["metric"] > 0
-        # The metric is the run's last val/l1_mouth: the one the checkpoint is named after.
-        assert list(root.glob(f"checkpoints/*l1_mouth{trial['metric']:.4f}.ckpt")), list(
+        # The metric is the run's last val/mouth_score: the one the checkpoint is named after.
+        assert list(root.glob(f"checkpoints/*mouth{trial['metric']:.4f}.ckpt")), list(
             root.rglob("*.ckpt"))
         (run_dir,) = find_runs(root)
         assert run_dir.name.startswith("offline-run-")
@@ -297,7 +298,7 @@ def test_two_real_trials_record_metrics_group_runs_and_resume(tiny_corpus, tmp_p
         assert config["trainer"]["logger"]["init_args"]["group"] == "smoke"
         assert config["model"]["loss"]["init_args"]["l1_weight"] == weight
     assert len(weights) == 2
-    assert "trial-000" in first.stdout and "val/l1_mouth" in first.stdout  # the table
+    assert "trial-000" in first.stdout and "val/mouth_score" in first.stdout  # the table
 
     again = lipmem_cli(args, tmp_path)
     assert again.returncode == 0, again.stderr[-3000:]
