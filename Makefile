@@ -23,6 +23,10 @@ quickstart: setup $(DATA)/manifest.json
 	$(BIN)/lipmem bank build --config configs/bank_quickstart.yaml
 	$(BIN)/lipmem bank inspect memory-bank:n80 --out runs/quickstart-bank
 	$(BIN)/lipmem fit --config configs/quickstart.yaml
+	$(BIN)/lipmem data export --data $(DATA) --split test --index 0 --out runs/quickstart/test_clip.mp4
+	$(BIN)/lipmem infer --model runs/quickstart/checkpoints/last.ckpt --face-crop full \
+		--face runs/quickstart/test_clip.mp4 --audio runs/quickstart/test_clip.mp4 \
+		--out runs/quickstart/lipsync_test_clip.mp4
 	@echo
 	@echo "quickstart outputs:"
 	@echo "  corpus:       $(DATA)/ (manifest.json + WebDataset shards)"
@@ -32,6 +36,8 @@ quickstart: setup $(DATA)/manifest.json
 	@echo "  val samples:  runs/quickstart/samples/val_latest.png (masked | generated | ground truth)"
 	@echo "  W&B run:      runs/quickstart/wandb/ (offline; 'wandb sync' it to upload)"
 	@echo "  config:       runs/quickstart/config.yaml"
+	@echo "  lip sync:     runs/quickstart/lipsync_test_clip.mp4 (an unseen speaker's clip, mouth"
+	@echo "                regenerated from its audio by lipmem infer; test_clip.mp4 is the original)"
 
 # Memory ablation (issue 7 section 3): 18 fits + evals, about an hour on 2 CPU cores;
 # resumable (a rerun skips finished runs). Full size: ABLATION=configs/ablation/gpu.yaml.

@@ -120,6 +120,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_prep_arguments(data.add_parser(
         "prep", help="talking-head videos (SPEAKER/VIDEO.mp4) -> face-crop clip shards"))
+    from datamodules.export_clip import add_export_arguments
+
+    add_export_arguments(data.add_parser("export", help="one clip of a corpus as an mp4"))
     bank = commands.add_parser("bank", help="build and inspect memory banks").add_subparsers(
         dest="bank_command", metavar="BANK_COMMAND", required=True)
     bank.add_parser("build", add_help=False,
@@ -193,6 +196,10 @@ def main(argv: list[str] | None = None) -> int:
         from datamodules.prep.cli import run_prep
 
         return run_prep(args)
+    if args.command == "data" and args.data_command == "export":
+        from datamodules.export_clip import run_export
+
+        return run_export(args)
     if args.command == "bank" and args.bank_command == "inspect":
         from memory_bank.inspect_bank import inspect_bank
 

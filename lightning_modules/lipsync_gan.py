@@ -85,6 +85,7 @@ class LipSyncGAN(L.LightningModule):
         ema_decay: float | None = 0.999,
         ema_recalibration_batches: int = 8,
         openness_frames: int = 4000,
+        image_lr_scale: float = 1.0,
     ) -> None:
         super().__init__()
         if g_lr <= 0 or d_lr <= 0:
@@ -125,6 +126,9 @@ class LipSyncGAN(L.LightningModule):
         self._last_batch_end: float | None = None
         self._val_images: tuple[torch.Tensor, ...] | None = None
         self.openness_frames = openness_frames
+        if image_lr_scale <= 0:
+            raise ValueError(f"model.image_lr_scale={image_lr_scale}: must be > 0")
+        self.image_lr_scale = image_lr_scale
         self._openness: Any = None  # evaluation.mouth_metrics.OpennessEstimator, when fitted
         self._openness_checked = False
         for stage in ("val", "test"):
@@ -341,8 +345,14 @@ class LipSyncGAN(L.LightningModule):
         self._ensure_memory()
 
     def configure_optimizers(self) -> list[torch.optim.Optimizer]:
-        opt_g = torch.optim.Adam(self.generator.parameters(), lr=self.g_lr, betas=self.betas,
-                                 weight_decay=self.weight_decay)
+        # the image encoder and decoder may start trained (init_from_autoencoder); the audio
+        # path always starts from scratch and may learn faster (image_lr_scale < 1)
+        image = [*self.generator.image_encoder.parameters(), *self.generator.decoder.parameters()]
+        ids = {id(p) for p in image}
+        audio = [p for p in self.generator.parameters() if id(p) not in ids]
+        opt_g = torch.optim.Adam([{"params": audio, "lr": self.g_lr},
+                                  {"params": image, "lr": self.g_lr * self.image_lr_scale}],
+                                 lr=self.g_lr, betas=self.betas, weight_decay=self.weight_decay)
         opt_d = torch.optim.Adam(self.loss.discriminator.parameters(), lr=self.d_lr,
                                  betas=self.betas, weight_decay=self.weight_decay)
         return [opt_g, opt_d]

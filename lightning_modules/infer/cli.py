@@ -47,6 +47,10 @@ def add_infer_arguments(parser: argparse.ArgumentParser) -> None:
                              f"its header before decoding (default {MAX_SOURCE_PIXELS}: 4096x4096)")
     parser.add_argument("--detector", default=None,
                         help="face detector class path (default: OpenCV's bundled Haar cascade)")
+    parser.add_argument("--face-crop", default="detect", choices=["detect", "full"],
+                        help="detect: find and track the face (default); full: the face input "
+                             "already is a face crop, e.g. a clip of the synthetic corpus, and "
+                             "its centred square is used as is")
     parser.add_argument("--registry", default=None,
                         help="local artifact registry (default: $LIPMEM_REGISTRY or ./artifacts)")
     parser.add_argument("--report", default=None, help="write timing/latency JSON here")
@@ -102,6 +106,7 @@ def run_infer(args: argparse.Namespace) -> int:
             min(audio.size / model.geometry.sample_rate + 1.0, args.face_max_seconds)
         face = load_face(args.face, model.geometry.fps, mode=args.face_mode,
                          detector=args.detector, crop=model.geometry.crop, max_seconds=seconds,
+                         full_frame=args.face_crop == "full",
                          max_pixels=args.max_pixels)
         if args.stream:
             chunks = stream_chunks(args.audio, model.geometry.sample_rate, args.chunk_seconds,

@@ -58,6 +58,17 @@ class FaceSource:
         return tuple(int(v) for v in self.track.boxes[self.index(k)])
 
 
+def centred_square_track(frames: np.ndarray, source: str) -> FaceTrack:
+    """A track whose every box is the frame's centred square: the frames are the crops."""
+    t, height, width = frames.shape[:3]
+    side = min(height, width)
+    x0, y0 = (width - side) // 2, (height - side) // 2
+    boxes = np.tile(np.array([x0, y0, x0 + side, y0 + side], np.int64), (t, 1))
+    faces = np.tile(np.array([x0 + side / 2, y0 + side / 2, side], np.float64), (t, 1))
+    ones = np.ones(t, bool)
+    return FaceTrack(boxes, ones, ones.copy(), faces, source, ones.copy())
+
+
 def even_frames(frames: np.ndarray) -> np.ndarray:
     """H.264 4:2:0 needs even sides: drop a last row/column if odd."""
     h, w = frames.shape[1:3]
@@ -67,10 +78,12 @@ def even_frames(frames: np.ndarray) -> np.ndarray:
 def load_face(path: str | Path, fps: int, *, mode: str = "pingpong",
               detector: FaceDetector | str | None = None,
               max_seconds: float | None = None, crop: dict | None = None,
-              max_pixels: int = MAX_SOURCE_PIXELS) -> FaceSource:
+              max_pixels: int = MAX_SOURCE_PIXELS, full_frame: bool = False) -> FaceSource:
     """Decode ``path`` (video at ``fps``, or a still image) and track its face; ``crop``
     (margin, shift_y, detector) as `lipmem data prep` cut the training crops. Images and
-    videos above ``max_pixels`` are refused from their headers, before decoding."""
+    videos above ``max_pixels`` are refused from their headers, before decoding.
+    ``full_frame``: no detection, every frame's centred square is the face crop (for inputs
+    that already are crops, like the synthetic corpus' clips)."""
     path = Path(path)
     if mode not in MODES:
         raise ValueError(f"face mode {mode!r}: expected one of {MODES}")
@@ -103,6 +116,9 @@ def load_face(path: str | Path, fps: int, *, mode: str = "pingpong",
         raise FaceInputError(f"face {path} is {width}x{height} px: too small to find and crop a "
                              f"face (at least {MIN_FACE_SIDE} px a side)")
     frames = even_frames(np.ascontiguousarray(frames))
+    if full_frame:
+        return FaceSource(str(path), frames, centred_square_track(frames, str(path)), still,
+                          mode)
     track = track_faces(frames, load_detector(detector), source=str(path),
                         margin=crop.get("margin") if crop.get("margin") is not None
                         else TrackConfig.margin,

@@ -153,3 +153,15 @@ def test_bad_input_is_a_clear_error_naming_it(trained, tmp_path, case):
     assert out.returncode == 2
     assert named in out.stderr.decode() and "Traceback" not in out.stderr.decode()
     assert not (tmp_path / "out.mp4").exists()
+
+
+def test_a_face_crop_input_is_used_whole_with_face_crop_full(trained, tmp_path, tiny_corpus):
+    """A clip of the synthetic corpus is already a face crop (a cartoon no detector knows)."""
+    from datamodules.export_clip import export_clip
+
+    tmp, model = trained
+    clip = export_clip(tiny_corpus, "test", 0, tmp_path / "synth_clip.mp4")  # 48 px, 3 s
+    out = infer(tmp, model, clip, str(clip), tmp_path / "synced.mp4", "--face-crop", "full")
+    assert out.returncode == 0, out.stderr[-3000:]
+    frames, size, audio_seconds = streams(tmp_path / "synced.mp4")
+    assert size == (48, 48) and frames == 75 and audio_seconds == pytest.approx(3.0, abs=0.06)
