@@ -42,14 +42,18 @@ class _Inputs(nn.Module):
 
 
 class GeneratorEMA(nn.Module):
-    """``decay``: the long-run EMA decay; early on it is min(decay, (1 + n) / (10 + n)) after
-    n updates, so a short run is not dominated by its random start."""
+    """``decay``: the long-run EMA decay; early on it is min(decay, (1 + n) / (warmup + n))
+    after n updates, so a short run is not dominated by its random start: the average then
+    spans about the last n / (warmup - 1) updates (a tenth of the run at the default 10)."""
 
     def __init__(self, generator: nn.Module, decay: float = 0.999,
-                 recalibration_batches: int = 8) -> None:
+                 recalibration_batches: int = 8, warmup: float = 10.0) -> None:
         super().__init__()
         if not 0.0 < decay < 1.0:
             raise ValueError(f"model.ema_decay={decay}: must be in (0, 1) (or null: no EMA)")
+        if warmup <= 1.0:
+            raise ValueError(f"model.ema_warmup={warmup}: must be > 1")
+        self.warmup = float(warmup)
         if recalibration_batches < 0:
             raise ValueError(f"recalibration_batches={recalibration_batches}: must be >= 0")
         self.decay = decay
@@ -66,7 +70,7 @@ class GeneratorEMA(nn.Module):
         if not averaged.is_floating_point():
             return current  # counters and flags follow the live model
         n = float(num_averaged)
-        decay = min(self.decay, (1.0 + n) / (10.0 + n))
+        decay = min(self.decay, (1.0 + n) / (self.warmup + n))
         return averaged + (current - averaged) * (1.0 - decay)
 
     @torch.no_grad()

@@ -84,6 +84,7 @@ class LipSyncGAN(L.LightningModule):
         init_from: str | None = None,
         ema_decay: float | None = 0.999,
         ema_recalibration_batches: int = 8,
+        ema_warmup: float = 10.0,
         openness_frames: int = 4000,
         image_lr_scale: float = 1.0,
     ) -> None:
@@ -106,7 +107,8 @@ class LipSyncGAN(L.LightningModule):
         self.automatic_optimization = False
         self.generator = generator
         # validation, checkpoints' published weights, eval and infer use this average
-        self.generator_ema = (GeneratorEMA(generator, ema_decay, ema_recalibration_batches)
+        self.generator_ema = (GeneratorEMA(generator, ema_decay, ema_recalibration_batches,
+                                           ema_warmup)
                               if ema_decay is not None else None)
         self.loss = loss
         self.g_lr, self.d_lr, self.betas, self.weight_decay = g_lr, d_lr, tuple(betas), weight_decay

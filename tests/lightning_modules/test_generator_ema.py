@@ -20,10 +20,11 @@ class TinyNet(nn.Module):
         return self.norm(self.lin(x))
 
 
-def test_the_average_warms_up_then_follows_the_decay():
+@pytest.mark.parametrize("warmup", [10.0, 4.0])
+def test_the_average_warms_up_then_follows_the_decay(warmup):
     torch.manual_seed(0)
     live = TinyNet()
-    ema = GeneratorEMA(live, decay=0.9, recalibration_batches=0)
+    ema = GeneratorEMA(live, decay=0.9, recalibration_batches=0, warmup=warmup)
     assert not any(p.requires_grad for p in ema.parameters())  # never optimised, DDP-safe
     ema.copy_from(live)
     expected = live.lin.weight.detach().clone()
@@ -32,7 +33,7 @@ def test_the_average_warms_up_then_follows_the_decay():
             live.lin.weight.add_(1.0)
         live.flag.fill_(n % 2 == 1)
         ema.update(live, {})
-        decay = min(0.9, (1 + n) / (10 + n))
+        decay = min(0.9, (1 + n) / (warmup + n))
         expected = expected + (live.lin.weight.detach() - expected) * (1 - decay)
         torch.testing.assert_close(ema.module.lin.weight, expected)
         assert bool(ema.module.flag) == bool(live.flag)  # non-float buffers follow the live net
@@ -59,3 +60,6 @@ def test_recalibration_gives_the_averaged_weights_their_own_batch_statistics():
 def test_decay_outside_zero_one_is_refused():
     with pytest.raises(ValueError, match="ema_decay"):
         GeneratorEMA(TinyNet(), decay=1.0)
+    with pytest.raises(ValueError, match="ema_warmup"):
+        GeneratorEMA(TinyNet(), warmup=1.0)
+
