@@ -12,7 +12,7 @@ from pathlib import Path
 from lightning_modules.ablation.spec import AblationSpec, Run
 from lightning_modules.sweeps.command import resolve_executable
 
-# Every arm is scored at its best validation point (val/l1_mouth, the fit's top-1 checkpoint),
+# Every arm is scored at its best validation point (val/mouth_score, the fit's top-1 checkpoint),
 # which the runner links here after the fit; the test split stays unseen by the selection.
 CHECKPOINT = Path("checkpoints") / "best.ckpt"
 EVAL_JSON = "eval.json"

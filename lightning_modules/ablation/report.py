@@ -43,6 +43,25 @@ def _cell(stats: dict[str, Any] | None, seeds: int) -> str:
     return text + (f" ({stats['count']})" if stats["count"] != seeds else "")
 
 
+BANK_COLUMNS = (("single_speaker_share", "single-speaker clusters"),
+                ("openness_variance_explained", "openness variance explained"),
+                ("largest_cluster_share", "largest cluster"))
+
+
+def _bank_lines(banks: dict[str, dict[str, dict[str, Any]]]) -> list[str]:
+    """What the banks' clusters hold (memory_bank.bank_metrics), one row per bank and n."""
+    rows = [(kind, n, m) for kind, per_n in banks.items() for n, m in per_n.items()]
+    if not rows:
+        return []
+    lines = ["| bank | n | " + " | ".join(title for _, title in BANK_COLUMNS) + " |",
+             "|---|---|" + "---|" * len(BANK_COLUMNS)]
+    for kind, n, m in rows:
+        cells = [f"{m[key]:.0%}" if isinstance(m.get(key), (int, float)) else "-"
+                 for key, _ in BANK_COLUMNS]
+        lines.append(f"| {kind} | {n} | " + " | ".join(cells) + " |")
+    return [*lines, ""]
+
+
 def markdown(report: dict[str, Any]) -> str:
     """One row per metric, one column per arm (in grid order); `(k)` marks a cell over fewer
     seeds than planned."""
@@ -59,6 +78,7 @@ def markdown(report: dict[str, Any]) -> str:
              (f"- runs: {report['finished']} of {report.get('planned', '?')} finished, "
               f"{len(report['failed'])} failed{failed}; fit+eval time "
               f"{report['seconds']:.0f} s"), ""]
+    lines += _bank_lines(report.get("banks") or {})
     if not metrics:
         return "\n".join([*lines, "No finished run has metrics yet.", ""])
     lines += ["| metric | " + " | ".join(order) + " |",

@@ -262,6 +262,20 @@ class AblationRunner:
         return result
 
     # ------------------------------------------------------------------ report
+    def bank_metrics(self) -> dict[str, dict[str, Any]]:
+        """What each bank's clusters hold (memory_bank.bank_metrics, per n), from the builds'
+        summary.json: ``kmeans`` and ``random`` (members), where they were written."""
+        banks: dict[str, dict[str, Any]] = {}
+        for kind, random in (("kmeans", False), ("random", True)):
+            path = self.layout.bank_summary(random=random)
+            try:
+                metrics = json.loads(path.read_text()).get("metrics") if path.is_file() else None
+            except (OSError, ValueError, AttributeError):
+                metrics = None
+            if isinstance(metrics, dict):
+                banks[kind] = {str(n): m for n, m in metrics.items() if isinstance(m, dict)}
+        return banks
+
     def report(self, failed: dict[str, str],
                interrupted: dict[str, str] | None = None) -> dict[str, Any]:
         results = []
@@ -276,7 +290,7 @@ class AblationRunner:
                   "failed": sorted(failed), "errors": failed,
                   "interrupted": sorted(interrupted or {}),
                   "seconds": sum(r["fit_seconds"] + r["eval_seconds"] for r in results),
-                  "arms": aggregate(results),
+                  "arms": aggregate(results), "banks": self.bank_metrics(),
                   "runs": {r["name"]: {k: r[k] for k in ("arm", "seed", "fit_seconds",
                                                          "eval_seconds", "fit_metrics",
                                                          "eval_metrics")} for r in results}}

@@ -31,19 +31,19 @@ MODE = "--model.generator.init_args.memory_mode="
 pytestmark = pytest.mark.filterwarnings("ignore:LightningCLI's args parameter")
 
 
-def test_cpu_dry_run_lists_the_18_intended_runs(tmp_path, capsys):
+def test_cpu_dry_run_lists_the_21_intended_runs(tmp_path, capsys):
     assert run_ablation(["run", "--config", str(CPU), "--out", str(tmp_path), "--dry-run"]) == 0
     out = capsys.readouterr().out
     fits = [line for line in out.splitlines() if " fit: " in line]
     evals = [line for line in out.splitlines() if " eval: " in line]
-    assert len(fits) == 18 and len(evals) == 18
+    assert len(fits) == 21 and len(evals) == 21
     arms = Counter(line.split(" ")[0].rsplit("-s", 1)[0] for line in fits)
     assert arms == {"softmax-n80": 3, "none-n80": 3, "argmax-n80": 3, "random_members-n80": 3,
-                    "softmax-n20": 3, "softmax-n160": 3}
+                    "no_ae_decoder-n80": 3, "softmax-n20": 3, "softmax-n160": 3}
     for line in fits:
         name = line.split(" ")[0]
         variant, n, seed = name.rsplit("-", 2)
-        mode = "softmax" if variant == "random_members" else variant
+        mode = "softmax" if variant in ("random_members", "no_ae_decoder") else variant
         assert f"{MODE}{mode}" in line
         assert f"--model.generator.init_args.num_codes={n[1:]}" in line
         assert f"--seed_everything={seed[1:]}" in line and f"--data.seed={seed[1:]}" in line
@@ -51,6 +51,8 @@ def test_cpu_dry_run_lists_the_18_intended_runs(tmp_path, capsys):
         assert f"--model.memory.registry={tmp_path}/registry" in line
         assert ("--model.memory.source=memory-bank:n{n}-random" in line) == \
             (variant == "random_members")
+        assert ("--model.memory.init_from_autoencoder=false" in line) == \
+            (variant == "no_ae_decoder")
     bank = next(line for line in out.splitlines() if line.startswith("bank: "))
     assert "--bank.n=[20,80,160]" in bank and f"--bank.registry={tmp_path}/registry" in bank
     random_bank = next(line for line in out.splitlines() if line.startswith("bank-random: "))
@@ -74,7 +76,8 @@ def test_each_arm_builds_the_intended_model_through_the_real_cli(config, tmp_pat
     layout = Layout(tmp_path)
     expected = {"softmax": ("softmax", "memory-bank:n{n}"), "none": ("none", "memory-bank:n{n}"),
                 "argmax": ("argmax", "memory-bank:n{n}"),
-                "random_members": ("softmax", "memory-bank:n{n}-random")}
+                "random_members": ("softmax", "memory-bank:n{n}-random"),
+                "no_ae_decoder": ("softmax", "memory-bank:n{n}")}
     seen = {}
     for run in spec.runs:
         if run.seed != spec.seeds[0] or run.arm in seen:
@@ -88,6 +91,7 @@ def test_each_arm_builds_the_intended_model_through_the_real_cli(config, tmp_pat
         memory = MemoryConfig(**cfg["model"]["memory"])
         assert memory.reference(run.n) == source.replace("{n}", str(run.n)) == run.bank_ref
         assert memory.registry == str(tmp_path / "registry")
+        assert memory.init_from_autoencoder == (run.variant != "no_ae_decoder")
         assert cfg["seed_everything"] == run.seed
         net = LipSyncGenerator(**generator)
         seen[run.arm] = net
@@ -95,10 +99,11 @@ def test_each_arm_builds_the_intended_model_through_the_real_cli(config, tmp_pat
             assert net.audio_mapping.net[-1].out_features == generator["embed_dim"]
         else:
             assert net.audio_mapping.net[-1].out_features == run.n
-    assert len(seen) == 6
+    assert len(seen) == 7
     assert {a: m.memory_mode for a, m in seen.items()} == {
         "softmax-n80": "softmax", "none-n80": "none", "argmax-n80": "argmax",
-        "random_members-n80": "softmax", "softmax-n20": "softmax", "softmax-n160": "softmax"}
+        "random_members-n80": "softmax", "no_ae_decoder-n80": "softmax",
+        "softmax-n20": "softmax", "softmax-n160": "softmax"}
     assert [seen[f"softmax-n{n}"].num_codes for n in (20, 80, 160)] == [20, 80, 160]
 
 
@@ -147,9 +152,11 @@ def test_finished_runs_are_skipped_and_reported(tiny_corpus, tmp_path, capsys):
     path = write_spec(tmp_path, data=str(tiny_corpus), synth=False)
     spec = load_spec(path)
     layout = Layout(tmp_path / "out")
-    for random in (False, True):  # banks built earlier
+    for random in (False, True):  # banks built earlier; the k-means build measured its clusters
         layout.bank_summary(random).parent.mkdir(parents=True)
-        layout.bank_summary(random).write_text("{}")
+        layout.bank_summary(random).write_text("{}" if random else json.dumps({"metrics": {
+            "80": {"single_speaker_share": 0.09, "openness_variance_explained": 0.86,
+                   "largest_cluster_share": 0.05}}}))
     for run, value in zip(spec.runs[:3], (0.1, 0.2, 0.3)):  # softmax-n80, seeds 0..2
         layout.run_dir(run).mkdir(parents=True)
         (layout.run_dir(run) / RESULT_JSON).write_text(json.dumps({
@@ -161,9 +168,13 @@ def test_finished_runs_are_skipped_and_reported(tiny_corpus, tmp_path, capsys):
     assert code == 0
     assert out.count("finished earlier, skipped") == 3 and "fitting" not in out
     report = json.loads((layout.out / "ablation.json").read_text())
-    assert report["finished"] == 3 and report["planned"] == 18
+    assert report["finished"] == 3 and report["planned"] == 21
     assert report["arms"]["softmax-n80"]["eval/l1_mouth"]["mean"] == pytest.approx(0.2)
     assert "| eval/l1_mouth | 0.2 ± 0.1 |" in (layout.out / "ablation.md").read_text()
+    assert report["banks"] == {"kmeans": {"80": {"single_speaker_share": 0.09,
+                                                 "openness_variance_explained": 0.86,
+                                                 "largest_cluster_share": 0.05}}}
+    assert "| kmeans | 80 | 9% | 86% | 5% |" in (layout.out / "ablation.md").read_text()
     with pytest.raises(SystemExit):
         run_ablation(["run", "--config", str(path), "--out", str(layout.out), "--only", "hard"])
     assert "matches no run" in capsys.readouterr().err
