@@ -22,9 +22,9 @@ from datamodules.atomic_files import sha256_file, write_json_atomic
 from datamodules.manifest import manifest_path, split_clips
 from memory_bank.bank import BANK_NAME, publish_bank
 from memory_bank.bank_metrics import bank_metrics
+from memory_bank.code_space import CENTRE_PER, centres_in_code_space, clustering_space
 from memory_bank.encoder_file import ENCODER_FILE, load_autoencoder, save_autoencoder
 from memory_bank.features import Features, encode_lower_faces, load_features, save_features
-from memory_bank.code_space import CENTRE_PER, centres_in_code_space, clustering_space
 from memory_bank.kmeans import METHODS, KMeansResult, cluster, cluster_many
 from memory_bank.provenance import code_version
 from memory_bank.references import resolve_reference

@@ -181,7 +181,6 @@ def test_cli_rerun_adds_nothing_and_ignores_leftover_temp_files(prepped, tmp_pat
 def test_interrupted_run_redoes_only_unfinished_work(prepped, tmp_path):
     videos, out0, _ = prepped
     out = _copy(out0, tmp_path)
-    before = _shard_digests(out)
     # a crash while repacking: manifest gone, a shard gone, its temp file half-written, and
     # one video's record never written
     (out / "manifest.json").unlink()
