@@ -32,14 +32,14 @@ quickstart: setup $(DATA)/manifest.json
 	@echo "  corpus:       $(DATA)/ (manifest.json + WebDataset shards)"
 	@echo "  memory bank:  artifacts/memory-bank/ (local registry; memory-bank:n80 = latest build)"
 	@echo "  bank images:  runs/quickstart-bank/*_codes.png, *_cluster_sizes.png"
-	@echo "  checkpoints:  runs/quickstart/checkpoints/ (last.ckpt and the best by val/l1_mouth)"
+	@echo "  checkpoints:  runs/quickstart/checkpoints/ (last.ckpt and the best by val/mouth_score)"
 	@echo "  val samples:  runs/quickstart/samples/val_latest.png (masked | generated | ground truth)"
 	@echo "  W&B run:      runs/quickstart/wandb/ (offline; 'wandb sync' it to upload)"
 	@echo "  config:       runs/quickstart/config.yaml"
 	@echo "  lip sync:     runs/quickstart/lipsync_test_clip.mp4 (an unseen speaker's clip, mouth"
 	@echo "                regenerated from its audio by lipmem infer; test_clip.mp4 is the original)"
 
-# Memory ablation (issue 7 section 3): 18 fits + evals, about an hour on 2 CPU cores;
+# Memory ablation: 21 fits of 300 batches + evals, about 1.5 h on 2 idle CPU cores;
 # resumable (a rerun skips finished runs). Full size: ABLATION=configs/ablation/gpu.yaml.
 ABLATION ?= configs/ablation/cpu.yaml
 ablation: setup
@@ -55,6 +55,8 @@ bench: setup $(DATA)/manifest.json
 	$(BIN)/python -m benchmarks.infer
 	$(BIN)/python -m benchmarks.prep_speed
 	$(BIN)/python -m benchmarks.perceptual_cost --threads 1
+	$(BIN)/python -m benchmarks.learning_speed --arms recipe recipe_no_perceptual before \
+		--points 100 200 300 500
 
 lint: setup
 	$(BIN)/ruff check .

@@ -10,6 +10,7 @@ a time, so the JSON says which change bought what. Banks are built once per dist
 recipe with `lipmem bank build` (fixed step budgets, so load cannot change them).
 
     python -m benchmarks.learning_speed                       # every arm, seeds 0 1 2
+    python -m benchmarks.learning_speed --arms recipe recipe_no_perceptual --points 100 200 300
     python -m benchmarks.learning_speed --arms recipe --seeds 0
 """
 
@@ -54,28 +55,33 @@ class Arm:
 
 
 # Before: the recipe of the first quickstart (one speaker per shard, a quarter-full shuffle
-# buffer, a plain lower-face autoencoder bank, a generator from random weights drawing the
-# whole face, judged on its live weights, a random-backbone LPIPS).
+# buffer, a plain lower-face autoencoder bank clustered on raw codes, a generator from random
+# weights drawing the whole face, judged on its live weights, a random-backbone LPIPS).
 _BEFORE_BANK = ("--model.net.init_args.context=false", "--model.net.init_args.code_input=raw",
                 "--model.net.init_args.composite_feather=null", "--model.mouth_l1_emphasis=0",
-                "--model.lpips_backbone=random")
-_BEFORE_FIT = ("--data.shuffle_buffer=512", "--data.shuffle_fill=0.25",
-               "--model.memory.init_from_autoencoder=false",
-               "--model.generator.init_args.composite_feather=null", "--model.ema_decay=null",
-               "--model.loss.init_args.mouth_l1_emphasis=0",
-               "--model.loss.init_args.lpips_backbone=random")
-
-
-def _without(items: tuple[str, ...], *prefixes: str) -> tuple[str, ...]:
-    return tuple(i for i in items if not i.startswith(prefixes))
+                "--model.lpips_backbone=random", "--bank.centre_per=none")
+_STREAM = ("--data.shuffle_buffer=512", "--data.shuffle_fill=0.25")
+_AE_INIT = ("--model.memory.init_from_autoencoder=false",)
+_COMPOSITE = ("--model.generator.init_args.composite_feather=null",)
+_EMA = ("--model.ema_decay=null",)
+_LOSS = ("--model.loss.init_args.mouth_l1_emphasis=0", "--model.loss.init_args.lpips_backbone=random",
+         "--model.g_lr=5e-4")
+_BEFORE_FIT = _STREAM + _AE_INIT + _COMPOSITE + _EMA + _LOSS
 
 
 ARMS: dict[str, Arm] = {
-    "recipe": Arm("the current recipe (configs/quickstart.yaml, configs/bank_quickstart.yaml)"),
     "before": Arm("the first quickstart's recipe", "by_speaker", _BEFORE_BANK, _BEFORE_FIT),
     "mixed_stream": Arm("+ interleaved shards, full shuffle buffer, continuous workers",
-                        "interleaved", _BEFORE_BANK,
-                        _without(_BEFORE_FIT, "--data.shuffle")),
+                        "interleaved", _BEFORE_BANK, _AE_INIT + _COMPOSITE + _EMA + _LOSS),
+    "mouth_bank": Arm("+ the context autoencoder's clip-centred bank, generator started from "
+                      "that autoencoder", "interleaved", (), _COMPOSITE + _EMA + _LOSS),
+    "composite": Arm("+ output composited into the visible input", "interleaved", (),
+                     _EMA + _LOSS),
+    "ema": Arm("+ judged on the EMA weights (BatchNorm recalibrated)", "interleaved", (), _LOSS),
+    "recipe": Arm("+ mouth-weighted L1, g_lr 1e-3, ST-LPIPS: the current recipe "
+                  "(configs/quickstart.yaml, configs/bank_quickstart.yaml)"),
+    "recipe_no_perceptual": Arm("the current recipe without the perceptual term",
+                                fit=("--model.loss.init_args.lpips_weight=0",)),
 }
 
 
@@ -181,7 +187,8 @@ def fit(root: Path, bank: dict[str, Any], arm: Arm, seed: int, judge: Judge,
             "--trainer.max_time=null", f"--trainer.max_steps={2 * max(points)}",
             "--trainer.logger=false", "--trainer.enable_progress_bar=false",
             "--trainer.enable_model_summary=false", "--trainer.callbacks=[]",
-            "--trainer.enable_checkpointing=false",
+            "--trainer.enable_checkpointing=false", "--trainer.limit_val_batches=0",
+            "--trainer.num_sanity_val_steps=0",
             f"--model.memory.source={bank['ref']}", f"--model.memory.registry={bank['registry']}",
             *arm.fit]
     cli = LipmemCLI(LipSyncGAN, LipSyncDataModule, run=False, args=args,

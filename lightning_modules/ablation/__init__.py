@@ -1,1 +1,1 @@
-"""The memory ablation (issue 7 section 3): `lipmem ablation run --config FILE`."""
+"""The memory ablation: `lipmem ablation run --config FILE`."""

@@ -1,4 +1,4 @@
-"""The ablation's memory modes really build different generators (issue 7 section 3)."""
+"""The ablation's memory modes really build different generators."""
 
 import pytest
 import torch
