@@ -24,8 +24,9 @@ quickstart: setup $(DATA)/manifest.json
 	$(BIN)/lipmem bank inspect memory-bank:n80 --out runs/quickstart-bank
 	$(BIN)/lipmem fit --config configs/quickstart.yaml
 	$(BIN)/lipmem data export --data $(DATA) --split test --index 0 --out runs/quickstart/test_clip.mp4
-	$(BIN)/lipmem infer --model runs/quickstart/checkpoints/last.ckpt --face-crop full \
-		--face runs/quickstart/test_clip.mp4 --audio runs/quickstart/test_clip.mp4 \
+	# the best checkpoint by val/mouth_score (save_top_k 1: the newest such file is this run's)
+	$(BIN)/lipmem infer --model "$$(ls -t runs/quickstart/checkpoints/epoch*-mouth*.ckpt | head -n 1)" \
+		--face-crop full --face runs/quickstart/test_clip.mp4 --audio runs/quickstart/test_clip.mp4 \
 		--out runs/quickstart/lipsync_test_clip.mp4
 	@echo
 	@echo "quickstart outputs:"
