@@ -121,7 +121,6 @@ class LipSyncGAN(L.LightningModule):
         self._val_runs = 0
         self.init_from = init_from
         self.memory_info: dict[str, Any] = {}
-        self.skipped_samples = 0
         # optimizer steps with a NaN/inf loss are skipped; this many bad batches in a row stop
         self.nonfinite = NonFiniteGuard(max_nonfinite_steps)
         self.data_issues = DataIssueTally()  # rank-summed skip/repair counts of the loader
@@ -442,7 +441,6 @@ class LipSyncGAN(L.LightningModule):
                  batch_size=fake.shape[0])
         if issues is not None:
             self.data_issues.add(issues)
-            self.skipped_samples = self.data_issues.skipped
             self.log_dict(self.data_issues.metrics(), on_step=True, on_epoch=False,
                           batch_size=fake.shape[0])
         if stop:
