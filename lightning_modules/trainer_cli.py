@@ -13,7 +13,7 @@ from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
 
 from datamodules.windows import mel_frames_for
 from lightning_modules.callbacks.graceful_stop import GracefulStop
-from lightning_modules.cli import (
+from lightning_modules.config_files import (
     BANK_CONFIG,
     DEFAULT_CONFIG,
     SYNC_EXPERT_CONFIG,

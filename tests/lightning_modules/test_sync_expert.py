@@ -8,7 +8,7 @@ import yaml
 from torchmetrics.functional.classification import binary_auroc
 
 from datamodules.lipsync_datamodule import LipSyncDataModule
-from lightning_modules.cli import config_job
+from lightning_modules.config_files import config_job
 from lightning_modules.nets.sync_net import SyncNet
 from lightning_modules.sync_expert import SyncExpert, centre_window, load_sync_expert
 
