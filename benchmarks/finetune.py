@@ -37,9 +37,9 @@ from benchmarks.common import RESULTS, write_result
 from benchmarks.learning_speed import Judge
 from benchmarks.personal_corpus import make_personal_corpus
 from datamodules.lipsync_datamodule import LipSyncDataModule
-from lightning_modules.clip_generation import load_generator
+from lightning_modules.cli.trainer import DEFAULT_CONFIG, LipmemCLI
+from lightning_modules.generation.clip_generation import load_generator
 from lightning_modules.lipsync_gan import LipSyncGAN
-from lightning_modules.trainer_cli import DEFAULT_CONFIG, LipmemCLI
 
 REPO = Path(__file__).resolve().parent.parent
 FINETUNE_CONFIG = REPO / "configs" / "finetune.yaml"

@@ -27,13 +27,17 @@ from PIL import Image
 
 from benchmarks.common import write_result
 from datamodules.sample_format import encode_wav
-from lightning_modules.clip_generation import MODEL_RECORD_KEY, load_generator, model_record
-from lightning_modules.infer.face_input import load_face
-from lightning_modules.infer.pipeline import infer_batch, infer_stream, rechunk
+from lightning_modules.generation.clip_generation import (
+    MODEL_RECORD_KEY,
+    load_generator,
+    model_record,
+)
+from lightning_modules.generation.infer.face_input import load_face
+from lightning_modules.generation.infer.pipeline import infer_batch, infer_stream, rechunk
 from lightning_modules.lipsync_gan import LipSyncGAN
 from lightning_modules.losses import LipSyncLoss
-from lightning_modules.memory_config import MemoryConfig
 from lightning_modules.nets import LipSyncGenerator
+from lightning_modules.training.memory_config import MemoryConfig
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -34,10 +34,10 @@ import torch
 from benchmarks.common import RESULTS, write_result
 from datamodules.lipsync_datamodule import LipSyncDataModule
 from datamodules.synth.corpus import SynthConfig, synthesize
-from lightning_modules.clip_generation import generate_clip
+from lightning_modules.cli.trainer import DEFAULT_CONFIG, LipmemCLI
 from lightning_modules.evaluation.mouth_metrics import MouthMetrics, OpennessEstimator
+from lightning_modules.generation.clip_generation import generate_clip
 from lightning_modules.lipsync_gan import LipSyncGAN
-from lightning_modules.trainer_cli import DEFAULT_CONFIG, LipmemCLI
 
 REPO = Path(__file__).resolve().parent.parent
 POINTS = (100, 200, 300, 500)
@@ -170,7 +170,7 @@ def build_bank(out: Path, root: Path, overrides: tuple[str, ...]) -> dict[str, A
     registry = out / "registry"
     if not summary.is_file():
         env = dict(os.environ, WANDB_MODE="disabled", PYTHONPATH=str(REPO))
-        cmd = [sys.executable, "-m", "lightning_modules.cli", "bank", "build", "--config",
+        cmd = [sys.executable, "-m", "lightning_modules.cli.main", "bank", "build", "--config",
                str(REPO / "configs" / "bank_quickstart.yaml"), f"--data.root={root}",
                f"--trainer.default_root_dir={folder}", f"--bank.registry={registry}",
                "--bank.name=memory-bank-" + key, "--trainer.logger=false", *overrides]

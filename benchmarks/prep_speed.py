@@ -48,7 +48,7 @@ def _children_cpu() -> float:
 def run_prep(videos: Path, out: Path, flags: list[str], image_size: int, workers: int
              ) -> dict[str, Any]:
     """One `lipmem data prep` subprocess; its wall and CPU seconds and its report."""
-    cmd = [sys.executable, "-m", "lightning_modules.cli", "data", "prep", "--videos",
+    cmd = [sys.executable, "-m", "lightning_modules.cli.main", "data", "prep", "--videos",
            str(videos), "--out", str(out), "--image-size", str(image_size), "--workers",
            str(workers), "--overwrite", "--no-progress", *flags]
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(

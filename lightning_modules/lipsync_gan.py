@@ -14,23 +14,23 @@ from torchmetrics import MeanMetric
 from torchmetrics.image import PeakSignalNoiseRatio, StructuralSimilarityIndexMeasure
 
 from datamodules.face_layout import mouth_box
-from lightning_modules.code_usage import CodeUsage, entropy
-from lightning_modules.data_issue_tally import DataIssueTally
-from lightning_modules.generator_ema import GeneratorEMA, generator_state
 from lightning_modules.losses import LipSyncLoss
-from lightning_modules.memory_config import MemoryConfig
+from lightning_modules.media.visualize import sample_grid, save_png
 from lightning_modules.nets import LipSyncGenerator, copy_matching
 from lightning_modules.nets.mouth_autoencoder import silence_audio_inputs
-from lightning_modules.nonfinite_guard import (
+from lightning_modules.training.code_usage import CodeUsage, entropy
+from lightning_modules.training.data_issue_tally import DataIssueTally
+from lightning_modules.training.generator_ema import GeneratorEMA, generator_state
+from lightning_modules.training.memory_config import MemoryConfig
+from lightning_modules.training.nonfinite_guard import (
     NonFiniteGuard,
     NonFiniteLossError,
     RunningStats,
     is_bad,
 )
-from lightning_modules.visualize import sample_grid, save_png
+from memory_bank.artifacts.registry import LocalRegistry
 from memory_bank.bank import LoadedBank, check_bank, load_bank, load_bank_encoder
 from memory_bank.bootstrap import bootstrap_codes
-from memory_bank.registry import LocalRegistry
 
 SUPPORTED_PRECISIONS = ("32-true", "32", "bf16-mixed", "bf16-true", "64-true")
 
@@ -227,7 +227,7 @@ class LipSyncGAN(L.LightningModule):
             logger.log_hyperparams({"memory_bank": bank.describe()})
             run = getattr(logger, "experiment", None) if hasattr(logger, "mode") else None
             if run is not None and bank.target is not None:
-                from memory_bank.wandb_artifacts import record_input
+                from memory_bank.artifacts.wandb_artifacts import record_input
 
                 record_input(run, "memory_bank", bank.ref, bank.target, logger.mode)
 
@@ -261,7 +261,7 @@ class LipSyncGAN(L.LightningModule):
         # the codes travel as a buffer; where they came from travels beside them
         checkpoint["memory_info"] = dict(self.memory_info)
         # enough to rebuild the generator and cut its inputs without the training config
-        from lightning_modules.clip_generation import MODEL_RECORD_KEY, model_record
+        from lightning_modules.generation.clip_generation import MODEL_RECORD_KEY, model_record
 
         datamodule = getattr(self.trainer, "datamodule", None) if self._trainer else None
         checkpoint[MODEL_RECORD_KEY] = model_record(self.generator, datamodule)
@@ -307,7 +307,7 @@ class LipSyncGAN(L.LightningModule):
         starts from the source's averaged (EMA) weights when it has them, the ones it was
         judged and published by. A resumed fine-tune (global_step > 0) keeps its own
         checkpoint's weights instead."""
-        from lightning_modules.checkpoint_refs import load_checkpoint
+        from lightning_modules.checkpoints.references import load_checkpoint
 
         registry = self.memory.registry
         path, checkpoint = load_checkpoint(ref, registry)
@@ -449,7 +449,7 @@ class LipSyncGAN(L.LightningModule):
 
     def _stop_nonfinite(self, details: str) -> None:
         """Save the current (= last finite) weights, then stop the run with the reason."""
-        from lightning_modules.checkpoint_digest import write_digest
+        from lightning_modules.checkpoints.digest import write_digest
 
         path = Path(self.trainer.default_root_dir) / "checkpoints" / "nonfinite-stop.ckpt"
         self.trainer.save_checkpoint(path)  # every rank calls it (they agreed on the flags)
@@ -543,8 +543,8 @@ class LipSyncGAN(L.LightningModule):
 
     @rank_zero_only
     def _write_val_video(self) -> None:
-        from lightning_modules.clip_generation import Geometry, model_record
-        from lightning_modules.val_media import log_video, render_val_video
+        from lightning_modules.generation.clip_generation import Geometry, model_record
+        from lightning_modules.media.val_media import log_video, render_val_video
 
         datamodule = getattr(self.trainer, "datamodule", None)
         if datamodule is None or not hasattr(datamodule, "clips"):

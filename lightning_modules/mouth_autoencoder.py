@@ -12,8 +12,8 @@ from torchmetrics import MeanMetric
 
 from lightning_modules.losses.perceptual import LPIPSLoss
 from lightning_modules.losses.region_l1 import check_emphasis, region_l1
+from lightning_modules.media.visualize import image_grid, save_png
 from lightning_modules.nets.mouth_autoencoder import MouthAutoencoderNet
-from lightning_modules.visualize import image_grid, save_png
 
 INPUTS = ("lower_face", "full_face")
 

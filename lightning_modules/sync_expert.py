@@ -18,15 +18,14 @@ not the shifted audio that a sync judge must reject. Negatives are weighted so t
 two classes count equally.
 
 The checkpoint carries ``checkpoint["lipmem_sync_expert"]`` (net constructor arguments and
-the data geometry), so :func:`load_sync_expert` rebuilds the net with
+the data geometry), so
+:func:`lightning_modules.checkpoints.sync_expert_file.load_sync_expert` rebuilds the net with
 ``torch.load(weights_only=True)`` from a file or a ``syncnet-RUN:best`` reference.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import lightning as L
@@ -36,22 +35,8 @@ from torch import nn
 from torchmetrics import MeanMetric
 from torchmetrics.classification import BinaryAccuracy, BinaryAUROC
 
-from lightning_modules.nets.from_record import build_from_record
-from lightning_modules.nets.sync_net import SyncNet
-
-RECORD_KEY = "lipmem_sync_expert"
-RECORD_FORMAT = 1
-NET_CLASSES = {"lightning_modules.nets.sync_net.SyncNet": SyncNet}
-
-
-def centre_window(x: torch.Tensor, window: int) -> torch.Tensor:
-    """(B, T, ...) -> (B, window, ...): the ``window`` frames around the centre frame T // 2."""
-    t = x.shape[1]
-    if t < window:
-        raise ValueError(f"the batch has frames_per_window={t}, the sync expert needs at least "
-                         f"its window={window} (set data.frames_per_window)")
-    first = t // 2 - window // 2
-    return x[:, first:first + window]
+from lightning_modules.checkpoints.sync_expert_file import RECORD_FORMAT, RECORD_KEY, SYNC_NET_CLASS
+from lightning_modules.nets.sync_net import SyncNet, centre_window
 
 
 class SyncExpert(L.LightningModule):
@@ -176,7 +161,7 @@ class SyncExpert(L.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint[RECORD_KEY] = {"format": RECORD_FORMAT,
-                                  "net_class": "lightning_modules.nets.sync_net.SyncNet",
+                                  "net_class": SYNC_NET_CLASS,
                                   "net": dict(self.net.config), "geometry": dict(self.geometry)}
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
@@ -198,43 +183,3 @@ def check_data(net: SyncNet, datamodule: Any) -> None:
                         f"model.net.init_args.window={net.window}")
     if problems:
         raise ValueError("sync expert config mismatch: " + "; ".join(problems))
-
-
-@dataclass
-class LoadedSyncExpert:
-    """A trained expert ready to score: the net, its scale/bias and its data geometry."""
-
-    net: SyncNet
-    scale: float
-    bias: float
-    geometry: dict[str, Any]
-    checkpoint: str
-    ref: str
-
-    def probability(self, cosine: torch.Tensor) -> torch.Tensor:
-        return torch.sigmoid(cosine * self.scale + self.bias)
-
-
-def load_sync_expert(ref: str | Path, registry: str | None = None,
-                     device: str | torch.device = "cpu") -> LoadedSyncExpert:
-    """A SyncNet in eval mode from a checkpoint file or a reference (``syncnet-RUN:best``),
-    read with ``weights_only=True`` and rebuilt from the record in the checkpoint."""
-    from lightning_modules.checkpoint_refs import load_checkpoint
-
-    path, checkpoint = load_checkpoint(str(ref), registry, what="sync expert")
-    record = checkpoint.get(RECORD_KEY) if isinstance(checkpoint, dict) else None
-    if not isinstance(record, dict) or "net" not in record:
-        raise ValueError(f"checkpoint {path} has no {RECORD_KEY!r} record: not a sync expert "
-                         "checkpoint (train one with `lipmem fit --config "
-                         "configs/sync_expert.yaml`)")
-    cls = NET_CLASSES.get(record.get("net_class", ""))
-    if cls is None:
-        raise ValueError(f"checkpoint {path}: net_class {record.get('net_class')!r} is not one "
-                         f"of {sorted(NET_CLASSES)}")
-    state = checkpoint.get("state_dict", {})
-    net_state = {k.removeprefix("net."): v for k, v in state.items() if k.startswith("net.")}
-    net = build_from_record(cls, record["net"], net_state, f"checkpoint {path}: sync expert")
-    scale = float(state["log_scale"].exp()) if "log_scale" in state else 1.0
-    bias = float(state["bias"]) if "bias" in state else 0.0
-    return LoadedSyncExpert(net.eval().to(device), scale, bias, dict(record.get("geometry") or {}),
-                            str(path), str(ref))

@@ -17,9 +17,9 @@ from typing import Any
 import torch
 
 from datamodules.atomic_files import sha256_file
+from memory_bank.artifacts.references import resolve_reference
+from memory_bank.artifacts.registry import ArtifactVersion, LocalRegistry
 from memory_bank.codes_file import load_codes, save_codes
-from memory_bank.references import resolve_reference
-from memory_bank.registry import ArtifactVersion, LocalRegistry
 
 BANK_NAME = "memory-bank"
 BANK_TYPE = "memory-bank"

@@ -20,6 +20,8 @@ from lightning.pytorch.utilities import rank_zero_info
 
 from datamodules.atomic_files import sha256_file, write_json_atomic
 from datamodules.manifest import manifest_path, split_clips
+from memory_bank.artifacts.references import resolve_reference
+from memory_bank.artifacts.registry import ArtifactVersion, LocalRegistry
 from memory_bank.bank import BANK_NAME, publish_bank
 from memory_bank.bank_metrics import bank_metrics
 from memory_bank.code_space import CENTRE_PER, centres_in_code_space, clustering_space
@@ -27,8 +29,6 @@ from memory_bank.encoder_file import ENCODER_FILE, load_autoencoder, save_autoen
 from memory_bank.features import Features, encode_lower_faces, load_features, save_features
 from memory_bank.kmeans import METHODS, KMeansResult, cluster, cluster_many
 from memory_bank.provenance import code_version
-from memory_bank.references import resolve_reference
-from memory_bank.registry import ArtifactVersion, LocalRegistry
 
 ENCODER_NAME = "mouth-autoencoder"
 ENCODER_TYPE = "mouth-autoencoder"
@@ -257,13 +257,13 @@ class BankBuild:
     # ---------------------------------------------------------------- W&B
     def _log_artifact(self, version: ArtifactVersion) -> None:
         if self.run is not None:
-            from memory_bank.wandb_artifacts import log_artifact
+            from memory_bank.artifacts.wandb_artifacts import log_artifact
 
             log_artifact(self.run.experiment, version)
 
     def _record_input(self, key: str, ref: str, target: Any) -> None:
         if self.run is not None:
-            from memory_bank.wandb_artifacts import record_input
+            from memory_bank.artifacts.wandb_artifacts import record_input
 
             record_input(self.run.experiment, key, ref, target, self.run.mode)
 

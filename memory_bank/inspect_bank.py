@@ -19,8 +19,8 @@ import numpy as np
 import torch
 
 from datamodules.atomic_files import atomic_path
+from memory_bank.artifacts.registry import LocalRegistry
 from memory_bank.bank import LoadedBank, load_bank, load_bank_encoder
-from memory_bank.registry import LocalRegistry
 
 
 def _figure_path(out_dir: Path, bank: LoadedBank, what: str) -> Path:

@@ -39,7 +39,7 @@ def tiny_corpus(tmp_path_factory) -> Path:
 
 REPO = Path(__file__).resolve().parents[1]
 _SCRIPT = Path(sys.executable).parent / "lipmem"  # the installed console script users run
-LIPMEM = [str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, "-m", "lightning_modules.cli"]
+LIPMEM = [str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, "-m", "lightning_modules.cli.main"]
 
 
 def run_lipmem(args: list[str], tmp_path: Path, timeout: int = 600,

@@ -42,7 +42,7 @@ class DDPProbe(Callback):
     def setup(self, trainer: Any, pl_module: Any, stage: str) -> None:
         """Count the calls that write media and publish artifacts, in this process."""
         import lightning_modules.lipsync_gan as gan
-        from memory_bank.registry import LocalRegistry
+        from memory_bank.artifacts.registry import LocalRegistry
 
         def counted(name: str, fn: Any) -> Any:
             def wrapper(*args: Any, **kwargs: Any) -> Any:

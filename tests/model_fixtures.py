@@ -27,7 +27,7 @@ def generator_checkpoint(path: Path, *, crop: dict[str, Any] | None = None,
                          **extra: Any) -> Path:
     """A checkpoint with the `lipmem_model` record LipSyncGAN writes; ``crop`` as `lipmem
     data prep` records it (margin, shift_y, detector); ``extra`` top-level keys."""
-    from lightning_modules.clip_generation import MODEL_RECORD_KEY, model_record
+    from lightning_modules.generation.clip_generation import MODEL_RECORD_KEY, model_record
 
     generator = tiny_generator()
     record = model_record(generator)

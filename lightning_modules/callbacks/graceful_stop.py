@@ -1,5 +1,5 @@
 """Stop on SIGTERM or Ctrl-C at a batch boundary with `last.ckpt` saved (see
-lightning_modules.signals for the exit codes the CLI then gives)."""
+lightning_modules.training.signals for the exit codes the CLI then gives)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from typing import Any
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
-from lightning_modules.signals import record_stop, stop_signal
+from lightning_modules.training.signals import record_stop, stop_signal
 
 log = logging.getLogger(__name__)
 

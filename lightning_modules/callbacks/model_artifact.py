@@ -63,8 +63,8 @@ class ModelArtifact(Callback):
             self._publish(trainer, pl_module)
 
     def _publish(self, trainer: Any, pl_module: Any) -> None:
+        from memory_bank.artifacts.registry import LocalRegistry
         from memory_bank.provenance import code_version
-        from memory_bank.registry import LocalRegistry
 
         callbacks = [c for c in trainer.callbacks if isinstance(c, ModelCheckpoint)]
         last = next((c.last_model_path for c in callbacks if c.last_model_path), "")
@@ -102,7 +102,7 @@ class ModelArtifact(Callback):
             for alias in aliases:
                 self.published[alias] = version.ref
             if logger is not None:
-                from memory_bank.wandb_artifacts import log_artifact
+                from memory_bank.artifacts.wandb_artifacts import log_artifact
 
                 log_artifact(logger.experiment, version, aliases=aliases)
             rank_zero_info(f"lipmem: published {Path(path).name} as {version.ref} "

@@ -18,7 +18,7 @@ class RunCheckpoint(ModelCheckpoint):
     folder that holds its checkpoints, samples and W&B files side by side is easier to hand
     around, and follows `--trainer.default_root_dir` without a second key to keep in step.
 
-    Every checkpoint it writes gets `{file}.sha256` (see lightning_modules.checkpoint_digest):
+    Every checkpoint it writes gets `{file}.sha256` (see lightning_modules.checkpoints.digest):
     a local checkpoint has no registry manifest, and this is what lets a resumed or
     evaluated run refuse a file changed after it was written.
 
@@ -105,7 +105,7 @@ class RunCheckpoint(ModelCheckpoint):
         super().setup(trainer, pl_module, stage)
 
     def _save_checkpoint(self, trainer: Any, filepath: str) -> None:
-        from lightning_modules.checkpoint_digest import remove_digest, write_digest
+        from lightning_modules.checkpoints.digest import remove_digest, write_digest
 
         if trainer.is_global_zero:  # never leave a stale digest beside a rewritten file
             remove_digest(filepath)
@@ -114,7 +114,7 @@ class RunCheckpoint(ModelCheckpoint):
             write_digest(filepath)
 
     def _remove_checkpoint(self, trainer: Any, filepath: str) -> None:
-        from lightning_modules.checkpoint_digest import remove_digest
+        from lightning_modules.checkpoints.digest import remove_digest
 
         super()._remove_checkpoint(trainer, filepath)
         if trainer.is_global_zero:

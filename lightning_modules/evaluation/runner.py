@@ -17,7 +17,6 @@ from typing import Any
 from datamodules.atomic_files import sha256_file
 from datamodules.lipsync_datamodule import LipSyncDataModule
 from datamodules.manifest import manifest_path
-from lightning_modules.clip_generation import Geometry, generate_clip, load_generator
 from lightning_modules.evaluation.fid import FID, fid_unavailable_reason
 from lightning_modules.evaluation.image_metrics import ImageMetrics
 from lightning_modules.evaluation.mouth_metrics import (
@@ -28,6 +27,7 @@ from lightning_modules.evaluation.mouth_metrics import (
 )
 from lightning_modules.evaluation.report import build_report, write_report
 from lightning_modules.evaluation.sync_scores import VSHIFT, SyncScores, clip_sync_score
+from lightning_modules.generation.clip_generation import Geometry, generate_clip, load_generator
 
 
 @dataclass
@@ -70,7 +70,7 @@ def evaluate(settings: EvalSettings) -> dict[str, Any]:
     dm = _datamodule(settings.data, geometry)
     expert, expert_cutter = None, None
     if settings.sync_expert:
-        from lightning_modules.sync_expert import load_sync_expert
+        from lightning_modules.checkpoints.sync_expert_file import load_sync_expert
 
         expert = load_sync_expert(settings.sync_expert, settings.registry, settings.device)
         if expert.net.image_size != geometry.image_size:

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from lightning_modules.clip_generation import frame_mels
+from lightning_modules.generation.clip_generation import frame_mels
 from lightning_modules.nets.sync_net import SyncNet
 
 VSHIFT = 15

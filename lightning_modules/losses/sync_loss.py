@@ -13,7 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lightning_modules.sync_expert import centre_window, load_sync_expert
+from lightning_modules.checkpoints.sync_expert_file import load_sync_expert
+from lightning_modules.nets.sync_net import centre_window
 
 
 class SyncLoss(nn.Module):

@@ -81,3 +81,13 @@ class SyncNet(nn.Module):
     def forward(self, faces: torch.Tensor, mels: torch.Tensor) -> torch.Tensor:
         """Cosine similarity per pair, (B,)."""
         return (self.embed_faces(faces) * self.embed_audio(mels)).sum(-1)
+
+
+def centre_window(x: torch.Tensor, window: int) -> torch.Tensor:
+    """(B, T, ...) -> (B, window, ...): the ``window`` frames around the centre frame T // 2."""
+    t = x.shape[1]
+    if t < window:
+        raise ValueError(f"the batch has frames_per_window={t}, the sync expert needs at least "
+                         f"its window={window} (set data.frames_per_window)")
+    first = t // 2 - window // 2
+    return x[:, first:first + window]

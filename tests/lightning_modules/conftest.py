@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from memory_bank.registry import LocalRegistry
+from memory_bank.artifacts.registry import LocalRegistry
 
 
 def _only(registry: LocalRegistry, prefix: str) -> str:

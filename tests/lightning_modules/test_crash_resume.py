@@ -21,12 +21,12 @@ import pytest
 import torch
 import yaml
 
-from lightning_modules.sweeps.wandb_runs import find_runs, iter_records
-from memory_bank.registry import ArtifactNotFound, LocalRegistry
+from lightning_modules.experiments.sweeps.wandb_runs import find_runs, iter_records
+from memory_bank.artifacts.registry import ArtifactNotFound, LocalRegistry
 
 REPO = Path(__file__).resolve().parents[2]
 _SCRIPT = Path(sys.executable).parent / "lipmem"  # as tests/conftest.py: the console script
-LIPMEM = [str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, "-m", "lightning_modules.cli"]
+LIPMEM = [str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, "-m", "lightning_modules.cli.main"]
 pytestmark = pytest.mark.timeout(600)
 
 BATCHES = 6          # one epoch of 6 batches = 12 optimizer steps
@@ -215,7 +215,7 @@ def test_resume_continues_the_wandb_run_and_its_step_sequence(crashed_and_resume
 
 def test_a_truncated_checkpoint_is_refused_naming_the_file(crashed_and_resumed, tmp_path):
     """What a kill during a non-atomic write would leave: never loaded as valid."""
-    from lightning_modules.checkpoint_digest import load_checkpoint_safely
+    from lightning_modules.checkpoints.digest import load_checkpoint_safely
 
     _, b_run, _ = crashed_and_resumed
     data = (b_run / "checkpoints" / "last.ckpt").read_bytes()
@@ -229,8 +229,8 @@ def test_a_kill_during_a_checkpoint_write_keeps_the_previous_file(tmp_path, monk
     """AtomicCheckpointIO (configs/default.yaml trainer.plugins) writes beside the target
     and renames; Lightning's own write copies from $TMPDIR into place when $TMPDIR is on
     another filesystem, and a kill mid-copy leaves a truncated last.ckpt."""
-    import lightning_modules.atomic_checkpoint_io as io_module
-    from lightning_modules.atomic_checkpoint_io import AtomicCheckpointIO
+    import lightning_modules.checkpoints.atomic_io as io_module
+    from lightning_modules.checkpoints.atomic_io import AtomicCheckpointIO
 
     path = tmp_path / "checkpoints" / "last.ckpt"
     AtomicCheckpointIO().save_checkpoint({"global_step": 4, "w": torch.zeros(4096)}, path)

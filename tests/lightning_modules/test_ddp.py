@@ -133,7 +133,7 @@ def test_two_node_torchrun_rendezvous_trains_disjoint_shards(corpus_factory, tmp
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--nnodes=2",
                 "--nproc_per_node=1", "--master_addr=127.0.0.1", f"--master_port={port}"]
     # 2 shards x 1 clip x 4 windows / batch 4 = 2 batches: one pass over each node's shards
-    fit = ["-m", "lightning_modules.cli", "fit", "--config", "configs/smoke.yaml",
+    fit = ["-m", "lightning_modules.cli.main", "fit", "--config", "configs/smoke.yaml",
            f"--data.root={corpus}", f"--trainer.default_root_dir={run}",
            "--trainer.accelerator=cpu", "--trainer.devices=1", "--trainer.num_nodes=2",
            "--trainer.strategy=ddp", "--data.num_workers=0", "--data.shuffle_buffer=0",

@@ -16,7 +16,7 @@ import yaml
 from lightning.pytorch.callbacks import Callback
 
 from benchmarks.personal_corpus import add_mouth_tracks, make_person_videos
-from lightning_modules.generator_ema import EMA_PREFIX, generator_state
+from lightning_modules.training.generator_ema import EMA_PREFIX, generator_state
 from tests.conftest import REPO
 from tests.media_fixtures import make_audio_file
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from lightning_modules.clip_generation import MODEL_RECORD_KEY, load_generator
+from lightning_modules.generation.clip_generation import MODEL_RECORD_KEY, load_generator
 from tests.conftest import REPO
 from tests.model_fixtures import generator_checkpoint
 
@@ -109,9 +109,9 @@ def test_autoencoder_file_arguments_are_checked_against_its_weights(tmp_path):
 def test_ablation_bank_summary_feeds_only_a_registry_ref_and_its_own_file(tmp_path, stages):
     """The ablation passes the bank build's recorded autoencoder and features on to the
     next command line: a summary.json changed on disk must not choose other arguments."""
-    from lightning_modules.ablation.commands import Layout
-    from lightning_modules.ablation.runner import bank_inputs
-    from lightning_modules.ablation.spec import AblationConfigError
+    from lightning_modules.experiments.ablation.commands import Layout
+    from lightning_modules.experiments.ablation.runner import bank_inputs
+    from lightning_modules.experiments.ablation.spec import AblationConfigError
 
     layout = Layout(tmp_path)
     layout.bank_summary().parent.mkdir(parents=True)
@@ -153,7 +153,7 @@ def test_resumed_callback_state_names_only_files_in_the_checkpoint_folder(tmp_pa
 @pytest.mark.parametrize("run_id", ["../../elsewhere", "a/b", 42])
 def test_a_checkpoints_wandb_run_id_is_an_id_not_a_path(tmp_path, run_id):
     """A resumed fit logs into the W&B run its checkpoint names; W&B makes folders from it."""
-    from lightning_modules.checkpoint_refs import wandb_run_id
+    from lightning_modules.checkpoints.references import wandb_run_id
 
     path = tmp_path / "last.ckpt"
     torch.save({"state_dict": {}, "lipmem": {"wandb_run_id": "abc123_x-9"}}, path)

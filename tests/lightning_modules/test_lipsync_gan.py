@@ -11,8 +11,8 @@ import torch
 from datamodules.lipsync_datamodule import LipSyncDataModule
 from lightning_modules.lipsync_gan import LipSyncGAN, check_precision
 from lightning_modules.losses import LipSyncLoss
-from lightning_modules.memory_config import MemoryConfig
 from lightning_modules.nets import LipSyncGenerator
+from lightning_modules.training.memory_config import MemoryConfig
 from memory_bank.codes_file import save_codes
 
 TINY = dict(image_size=48, num_codes=8, embed_dim=32, audio_dim=32, base_channels=8,
@@ -95,7 +95,7 @@ def test_out_of_range_module_settings_fail_at_construction():
 
 
 def test_validation_judges_the_ema_by_mouth_shape_and_infer_loads_the_ema(tiny_corpus, tmp_path):
-    from lightning_modules.clip_generation import load_generator
+    from lightning_modules.generation.clip_generation import load_generator
 
     model = tiny_model(ema_decay=0.9)
     t = trainer(tmp_path, enable_checkpointing=True, max_epochs=2)
@@ -116,7 +116,7 @@ def test_validation_judges_the_ema_by_mouth_shape_and_infer_loads_the_ema(tiny_c
 
 
 def test_without_ema_validation_and_infer_use_the_live_weights(tiny_corpus, tmp_path):
-    from lightning_modules.clip_generation import load_generator
+    from lightning_modules.generation.clip_generation import load_generator
 
     model = tiny_model(ema_decay=None)
     assert model.eval_generator is model.generator

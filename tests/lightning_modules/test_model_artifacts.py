@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from memory_bank.registry import LocalRegistry
+from memory_bank.artifacts.registry import LocalRegistry
 
 
 def smoke(corpus: Path, run_dir: Path, *extra: str) -> list[str]:

@@ -8,8 +8,8 @@ from pathlib import Path
 import av
 import pytest
 
-from lightning_modules.sweeps.wandb_runs import find_runs, read_run
-from memory_bank.registry import LocalRegistry
+from lightning_modules.experiments.sweeps.wandb_runs import find_runs, read_run
+from memory_bank.artifacts.registry import LocalRegistry
 
 VIDEO_SECONDS = 1.0
 

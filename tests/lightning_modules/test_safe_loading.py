@@ -13,16 +13,16 @@ from torch.utils.data import DataLoader
 from datamodules.atomic_files import sha256_file
 from lightning_modules.callbacks import RunCheckpoint
 from lightning_modules.callbacks.model_artifact import CKPT_FILE, MODEL_TYPE
-from lightning_modules.checkpoint_digest import (
+from lightning_modules.checkpoints.digest import (
     CheckpointIntegrityError,
     load_checkpoint_safely,
     sidecar_path,
     verify_digest,
     write_digest,
 )
-from lightning_modules.checkpoint_refs import resolve_ckpt_path
+from lightning_modules.checkpoints.references import resolve_ckpt_path
+from memory_bank.artifacts.registry import ArtifactIntegrityError, LocalRegistry
 from memory_bank.bank import CODES_FILE, load_bank, publish_bank
-from memory_bank.registry import ArtifactIntegrityError, LocalRegistry
 
 
 class RunsCode:

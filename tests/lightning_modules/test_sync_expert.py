@@ -8,9 +8,10 @@ import yaml
 from torchmetrics.functional.classification import binary_auroc
 
 from datamodules.lipsync_datamodule import LipSyncDataModule
-from lightning_modules.config_files import config_job
-from lightning_modules.nets.sync_net import SyncNet
-from lightning_modules.sync_expert import SyncExpert, centre_window, load_sync_expert
+from lightning_modules.checkpoints.sync_expert_file import load_sync_expert
+from lightning_modules.cli.config_files import config_job
+from lightning_modules.nets.sync_net import SyncNet, centre_window
+from lightning_modules.sync_expert import SyncExpert
 
 
 def test_embeddings_are_unit_vectors_and_shapes_are_checked():
@@ -59,7 +60,7 @@ def test_print_config_builds_the_expert_over_the_same_datamodule(tiny_corpus, tm
     assert "loss" not in cfg["model"]
     # its checkpoints are written atomically too (sync_expert.yaml does not load default.yaml)
     assert [p["class_path"] for p in cfg["trainer"]["plugins"]] == [
-        "lightning_modules.atomic_checkpoint_io.AtomicCheckpointIO"]
+        "lightning_modules.checkpoints.atomic_io.AtomicCheckpointIO"]
 
 
 def test_fit_publishes_a_syncnet_artifact(eval_models):

@@ -6,9 +6,9 @@ import pytest
 import torch
 
 from datamodules.masks import LowerFaceMask
+from memory_bank.artifacts.registry import ArtifactIntegrityError, ArtifactNotFound, LocalRegistry
 from memory_bank.bank import CODES_FILE, BankMismatch, check_bank, load_bank, publish_bank
 from memory_bank.codes_file import save_codes
-from memory_bank.registry import ArtifactIntegrityError, ArtifactNotFound, LocalRegistry
 
 MASK = LowerFaceMask("rectangle", "nose_to_chin", image_size=48).describe()
 

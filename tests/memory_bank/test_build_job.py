@@ -9,11 +9,11 @@ import pytest
 import torch
 import yaml
 
+from memory_bank.artifacts.registry import LocalRegistry
 from memory_bank.bank import load_bank
 from memory_bank.code_space import clustering_space
 from memory_bank.features import load_features
 from memory_bank.kmeans import assign, cluster
-from memory_bank.registry import LocalRegistry
 
 # Matches configs/smoke.yaml's generator, so the smoke fit can load the bank.
 TINY_BANK = {

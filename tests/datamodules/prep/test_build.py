@@ -211,7 +211,7 @@ def test_a_new_speaker_is_added_and_settings_changes_are_refused(prepped, tmp_pa
 
 
 def test_nothing_usable_writes_no_manifest(tmp_path, capsys):
-    from lightning_modules.cli import main  # in-process: the subprocess path is tested above
+    from lightning_modules.cli.main import main  # in-process: the subprocess path is tested above
 
     write_corrupt_video(tmp_path / "videos" / "spk" / "x.mp4")
     code = main(["data", "prep", "--videos", str(tmp_path / "videos"),

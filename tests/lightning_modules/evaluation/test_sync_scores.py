@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 from datamodules.lipsync_datamodule import LipSyncDataModule
-from lightning_modules.clip_generation import Geometry
+from lightning_modules.checkpoints.sync_expert_file import load_sync_expert
 from lightning_modules.evaluation.sync_scores import SyncScores, clip_sync_score
-from lightning_modules.sync_expert import load_sync_expert
+from lightning_modules.generation.clip_generation import Geometry
 
 
 @pytest.fixture(scope="module")
