@@ -60,7 +60,7 @@ from datamodules.manifest import (
 from datamodules.masks import LowerFaceMask
 from datamodules.sample_format import MOUTH_KEY, Clip, SampleError, decode_sample
 from datamodules.sample_limits import DEFAULT_MAX_CLIP_SECONDS
-from datamodules.windows import WindowCutter, check_audio_ratio
+from datamodules.windows import WindowCutter
 
 SPLITS = ("train", "val", "test")
 _STAGE_SPLITS = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",),
@@ -185,14 +185,9 @@ class LipSyncDataModule(L.LightningDataModule):
             if spec is not None and not str(spec).strip():
                 raise ValueError(f"{name}={spec!r}: empty shard pattern (use null for the manifest)")
         _check_int("image_size", image_size, 8)
-        _check_int("fps", fps, 1)
-        _check_int("sample_rate", sample_rate, 1)
         if sample_rate != SAMPLE_RATE:
             raise ValueError(f"sample_rate={sample_rate!r}: the log-mel features are defined at "
                              f"{SAMPLE_RATE} Hz; resample the corpus")
-        check_audio_ratio(audio_seconds, fps)
-        _check_int("frames_per_window", frames_per_window, 1)
-        _check_int("ref_min_gap", ref_min_gap, 1)
         _check_int("windows_per_clip", windows_per_clip, 1)
         _check_int("val_windows_per_clip", val_windows_per_clip, 1)
         _check_int("batch_size", batch_size, 1)
@@ -204,40 +199,11 @@ class LipSyncDataModule(L.LightningDataModule):
             raise ValueError(f"shuffle_fill={shuffle_fill!r}: must be in (0, 1]")
         _check_int("batches_per_epoch", batches_per_epoch, 1, optional=True)
         _check_int("seed", seed, 0)
-        _check_int("audio_shift_frames", audio_shift_frames, -(2**31))
-        self.root = root
-        self.shard_specs = {"train": train_shards, "val": val_shards, "test": test_shards}
-        self.verify_manifest = verify_manifest
-        self.image_size = image_size
-        self.fps = fps
-        self.sample_rate = sample_rate
-        self.audio_seconds = float(audio_seconds)
-        self.frames_per_window = frames_per_window
-        self.use_reference = use_reference
-        self.ref_min_gap = ref_min_gap
-        self.windows_per_clip = windows_per_clip
-        self.val_windows_per_clip = val_windows_per_clip
-        self.batch_size = batch_size
-        self.val_batch_size = val_batch_size or batch_size
-        self.num_workers = num_workers
-        self.shuffle_buffer = shuffle_buffer
-        self.shuffle_fill = float(shuffle_fill)
-        self.batches_per_epoch_arg = batches_per_epoch
-        self.seed = seed
-        self.audio_shift_frames = audio_shift_frames
+        # The configuration lives in self.hparams only; the properties below read it.
         self._mask = LowerFaceMask(mask_shape, mask_region, mask_top, image_size)
-        self._cutter_kwargs = dict(image_size=image_size, fps=fps, sample_rate=sample_rate,
-                                   audio_seconds=self.audio_seconds,
-                                   frames_per_window=frames_per_window,
-                                   use_reference=use_reference, ref_min_gap=ref_min_gap,
-                                   skip_silent_audio=skip_silent_audio,
-                                   length_tolerance_frames=length_tolerance_frames,
-                                   off_sync_min_shift=off_sync_min_shift,
-                                   off_sync_max_shift=off_sync_max_shift,
-                                   max_clip_seconds=max_clip_seconds)
-        # Validates ref_min_gap / audio settings once more and fixes mel_frames.
-        self._probe_cutter = WindowCutter(**self._cutter_kwargs,
-                                          audio_shift_frames=audio_shift_frames)
+        # Checks the audio / reference / off-sync settings (WindowCutter owns those rules)
+        # and fixes mel_bins and mel_frames.
+        self._probe_cutter = self._cutter(train=False)
         self._manifest: dict[str, Any] | None = None
         self._manifest_checked = False
         self._urls: dict[str, list[str]] = {}
@@ -250,6 +216,48 @@ class LipSyncDataModule(L.LightningDataModule):
         self._train_loader: StreamLoader | None = None
 
     # ------------------------------------------------------------------ properties
+    # what models, callbacks and jobs read from the data (all from self.hparams)
+    @property
+    def root(self) -> str | None:
+        return self.hparams.root
+
+    @property
+    def shard_specs(self) -> dict[str, str | None]:
+        h = self.hparams
+        return {"train": h.train_shards, "val": h.val_shards, "test": h.test_shards}
+
+    @property
+    def image_size(self) -> int:
+        return self.hparams.image_size
+
+    @property
+    def fps(self) -> int:
+        return self.hparams.fps
+
+    @property
+    def sample_rate(self) -> int:
+        return self.hparams.sample_rate
+
+    @property
+    def audio_seconds(self) -> float:
+        return float(self.hparams.audio_seconds)
+
+    @property
+    def frames_per_window(self) -> int:
+        return self.hparams.frames_per_window
+
+    @property
+    def batch_size(self) -> int:
+        return self.hparams.batch_size
+
+    @property
+    def val_batch_size(self) -> int:
+        return self.hparams.val_batch_size or self.hparams.batch_size
+
+    @property
+    def num_workers(self) -> int:
+        return self.hparams.num_workers
+
     @property
     def mel_bins(self) -> int:
         return self._probe_cutter.mel_bins
@@ -379,20 +387,20 @@ class LipSyncDataModule(L.LightningDataModule):
             self.trainer.limit_val_batches = 0
 
     def _setup_split(self, split: str) -> None:
-        self._urls[split] = self._resolve(split, verify=self.verify_manifest)
+        self._urls[split] = self._resolve(split, verify=self.hparams.verify_manifest)
         if split == "train":
             self.train_batches_per_epoch = self._batches_per_epoch()
 
     def _batches_per_epoch(self) -> int:
-        if self.batches_per_epoch_arg is not None:
-            return self.batches_per_epoch_arg
+        if self.hparams.batches_per_epoch is not None:
+            return self.hparams.batches_per_epoch
         if not self._from_manifest.get("train"):
             raise ValueError("batches_per_epoch=None needs the manifest's train clip count, but "
                              f"train_shards={self.shard_specs['train']!r} overrides the manifest: "
                              f"set batches_per_epoch")
         _, world_size = rank_and_world_size(self.trainer)
         clips = split_clips(self._require_manifest("train"), "train")
-        return max(1, clips * self.windows_per_clip // (self.batch_size * world_size))
+        return max(1, clips * self.hparams.windows_per_clip // (self.batch_size * world_size))
 
     # ------------------------------------------------------------------ loaders
     def _context(self, iteration: int) -> tuple[int, int, int]:
@@ -415,9 +423,18 @@ class LipSyncDataModule(L.LightningDataModule):
                           f" (use at least {slots} shards to avoid duplicates)", stacklevel=3)
 
     def _cutter(self, train: bool) -> WindowCutter:
-        return WindowCutter(**self._cutter_kwargs,
-                            audio_shift_frames=0 if train else self.audio_shift_frames,
-                            logmel=LogMel(sample_rate=self.sample_rate))
+        h = self.hparams
+        return WindowCutter(image_size=h.image_size, fps=h.fps, sample_rate=h.sample_rate,
+                            audio_seconds=float(h.audio_seconds),
+                            frames_per_window=h.frames_per_window,
+                            use_reference=h.use_reference, ref_min_gap=h.ref_min_gap,
+                            skip_silent_audio=h.skip_silent_audio,
+                            length_tolerance_frames=h.length_tolerance_frames,
+                            off_sync_min_shift=h.off_sync_min_shift,
+                            off_sync_max_shift=h.off_sync_max_shift,
+                            max_clip_seconds=h.max_clip_seconds,
+                            audio_shift_frames=0 if train else h.audio_shift_frames,
+                            logmel=LogMel(sample_rate=h.sample_rate))
 
     def _loader(self, split: str, *, windows_per_clip: int | None = None,
                 every_rank_reads_all: bool = False, num_workers: int | None = None
@@ -427,16 +444,16 @@ class LipSyncDataModule(L.LightningDataModule):
         urls = self._urls[split]
         train = split == "train" and not every_rank_reads_all
         if windows_per_clip is None:
-            windows_per_clip = self.windows_per_clip if train else self.val_windows_per_clip
-        state = StreamState(split, self.seed)
+            windows_per_clip = self.hparams.windows_per_clip if train else self.hparams.val_windows_per_clip
+        state = StreamState(split, self.hparams.seed)
         batch_size = self.batch_size if train else self.val_batch_size
         dataset = wds.DataPipeline(
             ShardSource(urls, state, train=train),
             TarSamples(state),
             ClipsToWindows(self._cutter(train), state, windows_per_clip, train=train),
-            SeededShuffle(self.shuffle_buffer, state, self.shuffle_fill) if train else None,
+            SeededShuffle(self.hparams.shuffle_buffer, state, float(self.hparams.shuffle_fill)) if train else None,
             wds.batched(batch_size, collation_fn=Collate(self._mask.numpy(), state,
-                                                         self.use_reference),
+                                                         self.hparams.use_reference),
                         partial=not train),
         )
         workers = self.num_workers if num_workers is None else num_workers
@@ -460,7 +477,7 @@ class LipSyncDataModule(L.LightningDataModule):
             self._setup_split("train")
         from_manifest = self._from_manifest.get("train")
         clips = split_clips(self._require_manifest("train"), "train") if from_manifest else None
-        per_clip = self.val_windows_per_clip if clips is None else max(1, math.ceil(max_frames / clips))
+        per_clip = self.hparams.val_windows_per_clip if clips is None else max(1, math.ceil(max_frames / clips))
         return self._loader("train", windows_per_clip=per_clip, every_rank_reads_all=True,
                             num_workers=0)
 
@@ -488,7 +505,7 @@ class LipSyncDataModule(L.LightningDataModule):
         Unusable clips are skipped with a SkippedSampleWarning, as in the loaders."""
         if split not in self._urls:
             self._setup_split(split)
-        state = StreamState(f"{split}-clips", self.seed)
+        state = StreamState(f"{split}-clips", self.hparams.seed)
         cutter = self._cutter(train=False)
         count = 0
         for sample in TarSamples(state)(iter([{"url": url} for url in self._urls[split]])):
@@ -510,7 +527,7 @@ class LipSyncDataModule(L.LightningDataModule):
         if split not in self._urls:
             self._setup_split(split)
         train = split == "train"
-        urls = ShardSource(self._urls[split], StreamState(split, self.seed), train=train)
+        urls = ShardSource(self._urls[split], StreamState(split, self.hparams.seed), train=train)
         return assign_shards(urls.pass_order(0), rank, world_size, worker, num_workers,
                              fill_ranks=True, fill_workers=train)
 

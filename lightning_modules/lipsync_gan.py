@@ -390,35 +390,20 @@ class LipSyncGAN(L.LightningModule):
         d_loss, d_logs = self.loss.discriminator_loss(fake, x["face"])
         d_bad, issues = NonFiniteGuard.agree(d_loss, lambda t: reduce(t, reduce_op="sum"),
                                              self.data_issues.local(batch))
-        opt_d.zero_grad(set_to_none=True)
-        d_norm = torch.full((), math.nan)
-        if not d_bad:
-            self.manual_backward(d_loss + _zero_touch(list(self.generator.parameters())))
-            d_norm = self._clip(self.loss.discriminator.parameters())
-            d_bad = is_bad(d_norm)  # grads are rank-averaged already: every rank agrees
-            if d_bad:
-                opt_d.zero_grad(set_to_none=True)
-            else:
-                opt_d.step()
+        # the generator's zero touch: DDP sees every parameter used in the D backward too
+        d_bad, d_norm = self._optimizer_step(
+            opt_d, d_loss + _zero_touch(list(self.generator.parameters())), d_bad,
+            self.loss.discriminator.parameters())
 
         step = self.trainer.global_step // 2  # batches seen: two optimizer steps per batch
         g_loss, g_logs = self.loss.generator_loss(fake, x["face"], step, x["mask"], x["mel"],
                                                   batch["face"].shape[1])
         g_bad, _ = NonFiniteGuard.agree(g_loss, lambda t: reduce(t, reduce_op="sum"))
-        opt_g.zero_grad(set_to_none=True)
-        g_norm = torch.full((), math.nan)
-        if not g_bad:
-            self.manual_backward(g_loss)
-            g_norm = self._clip(self.generator.parameters())
-            g_bad = is_bad(g_norm)
-            if g_bad:
-                opt_g.zero_grad(set_to_none=True)
-            else:
-                opt_g.step()
-                if self.generator_ema is not None:
-                    self.generator_ema.update(self.generator, {
-                        "masked_face": x["masked"], "mel": x["mel"], "reference": x["ref"],
-                        "mask": x["mask"]})
+        g_bad, g_norm = self._optimizer_step(opt_g, g_loss, g_bad, self.generator.parameters())
+        if not g_bad and self.generator_ema is not None:
+            self.generator_ema.update(self.generator, {
+                "masked_face": x["masked"], "mel": x["mel"], "reference": x["ref"],
+                "mask": x["mask"]})
 
         weights = out.weights.detach().float()
         usage = weights.mean(dim=0)
@@ -456,6 +441,25 @@ class LipSyncGAN(L.LightningModule):
         if self.trainer.is_global_zero:
             write_digest(path)
         raise NonFiniteLossError(self.nonfinite.message(str(path), details))
+
+    def _optimizer_step(self, optimizer: Any, loss: torch.Tensor, bad: bool,
+                        params: Any) -> tuple[bool, torch.Tensor]:
+        """One step of D or G, the same for both: zero_grad, backward, clip, step. Skipped
+        (gradients dropped) when the loss was agreed non-finite or the clipped gradient norm
+        is; the norm is of rank-averaged gradients, so every rank agrees without a message.
+        No toggle_optimizer: under DDP every parameter needs a gradient in every backward
+        (hence the zero touch), which parameters frozen by a toggle would not get.
+        Returns (skipped, gradient norm)."""
+        optimizer.zero_grad(set_to_none=True)
+        if bad:
+            return True, torch.full((), math.nan)
+        self.manual_backward(loss)
+        norm = self._clip(params)
+        if is_bad(norm):
+            optimizer.zero_grad(set_to_none=True)
+            return True, norm
+        optimizer.step()
+        return False, norm
 
     def _clip(self, params: Any) -> torch.Tensor:
         params = [p for p in params if p.grad is not None]
