@@ -37,7 +37,7 @@ from lightning_modules.generation.infer.pipeline import infer_batch, infer_strea
 from lightning_modules.lipsync_gan import LipSyncGAN
 from lightning_modules.losses import LipSyncLoss
 from lightning_modules.nets import LipSyncGenerator
-from lightning_modules.training.memory_config import MemoryConfig
+from memory_bank.memory_config import MemoryConfig
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -9,28 +9,25 @@ from typing import Any
 
 import lightning as L
 import torch
-from lightning.pytorch.utilities import rank_zero_info, rank_zero_only, rank_zero_warn
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from torchmetrics import MeanMetric
 from torchmetrics.image import PeakSignalNoiseRatio, StructuralSimilarityIndexMeasure
 
 from datamodules.face_layout import mouth_box
 from lightning_modules.losses import LipSyncLoss
-from lightning_modules.media.visualize import sample_grid, save_png
-from lightning_modules.nets import LipSyncGenerator, copy_matching
-from lightning_modules.nets.mouth_autoencoder import silence_audio_inputs
+from lightning_modules.nets import LipSyncGenerator
 from lightning_modules.training.code_usage import CodeUsage, entropy
 from lightning_modules.training.data_issue_tally import DataIssueTally
 from lightning_modules.training.generator_ema import GeneratorEMA, generator_state
-from lightning_modules.training.memory_config import MemoryConfig
 from lightning_modules.training.nonfinite_guard import (
     NonFiniteGuard,
     NonFiniteLossError,
     RunningStats,
     is_bad,
 )
-from memory_bank.artifacts.registry import LocalRegistry
-from memory_bank.bank import LoadedBank, check_bank, load_bank, load_bank_encoder
 from memory_bank.bootstrap import bootstrap_codes
+from memory_bank.install import init_from_autoencoder, load_checked_bank, record_bank
+from memory_bank.memory_config import MemoryConfig
 
 SUPPORTED_PRECISIONS = ("32-true", "32", "bf16-mixed", "bf16-true", "64-true")
 
@@ -76,11 +73,8 @@ class LipSyncGAN(L.LightningModule):
         weight_decay: float = 0.0,
         grad_clip_norm: float | None = 1.0,
         memory: MemoryConfig | None = None,
-        num_val_images: int = 8,
         channels_last: bool = False,
         max_nonfinite_steps: int = 10,
-        media_every_n_val: int = 1,
-        val_video_seconds: float = 4.0,
         init_from: str | None = None,
         ema_decay: float | None = 0.999,
         ema_recalibration_batches: int = 8,
@@ -91,13 +85,6 @@ class LipSyncGAN(L.LightningModule):
         super().__init__()
         if g_lr <= 0 or d_lr <= 0:
             raise ValueError(f"model.g_lr={g_lr}, model.d_lr={d_lr}: learning rates must be > 0")
-        if isinstance(media_every_n_val, bool) or not isinstance(media_every_n_val, int) \
-                or media_every_n_val < 0:
-            raise ValueError(f"model.media_every_n_val={media_every_n_val!r}: an integer >= 0 "
-                             "(0 = no val images or videos)")
-        if val_video_seconds < 0:
-            raise ValueError(f"model.val_video_seconds={val_video_seconds}: must be >= 0 "
-                             "(0 = no video)")
         if grad_clip_norm is not None and grad_clip_norm <= 0:
             raise ValueError(f"model.grad_clip_norm={grad_clip_norm}: must be > 0 or null")
         memory = memory if memory is not None else MemoryConfig()
@@ -114,18 +101,16 @@ class LipSyncGAN(L.LightningModule):
         self.g_lr, self.d_lr, self.betas, self.weight_decay = g_lr, d_lr, tuple(betas), weight_decay
         self.grad_clip_norm = grad_clip_norm
         self.memory = memory
-        self.num_val_images = num_val_images
         self.channels_last = channels_last
-        self.media_every_n_val = media_every_n_val
-        self.val_video_seconds = float(val_video_seconds)
-        self._val_runs = 0
         self.init_from = init_from
         self.memory_info: dict[str, Any] = {}
         # optimizer steps with a NaN/inf loss are skipped; this many bad batches in a row stop
         self.nonfinite = NonFiniteGuard(max_nonfinite_steps)
         self.data_issues = DataIssueTally()  # rank-summed skip/repair counts of the loader
         self._last_batch_end: float | None = None
-        self._val_images: tuple[torch.Tensor, ...] | None = None
+        # the rank-synced mean weight per memory code of the last val / test run, for
+        # callbacks (callbacks.val_media_logger draws its histogram)
+        self.last_code_usage: dict[str, torch.Tensor] = {}
         self.openness_frames = openness_frames
         if image_lr_scale <= 0:
             raise ValueError(f"model.image_lr_scale={image_lr_scale}: must be > 0")
@@ -167,7 +152,9 @@ class LipSyncGAN(L.LightningModule):
         if self.memory.is_bootstrap:
             self._bootstrap_memory()
             return
-        bank = self._load_bank()
+        datamodule = getattr(self.trainer, "datamodule", None) if self._trainer else None
+        mask = datamodule.mask.describe() if hasattr(datamodule, "mask") else None
+        bank = load_checked_bank(self.memory, self.generator, mask)
         self.generator.memory.load_codes(bank.codes)
         self._sync_ema_codes()
         self.memory_info = bank.describe()
@@ -175,61 +162,14 @@ class LipSyncGAN(L.LightningModule):
                        f"({bank.codes.shape[0]} x {bank.codes.shape[1]}, "
                        f"{bank.meta.get('method', '?')})")
         if fitting and self.memory.init_from_autoencoder:
-            self._init_from_autoencoder(bank)
-        self._record_bank(bank)
+            init_from_autoencoder(self.generator, bank, self.memory)
+        record_bank(self.loggers, bank)
 
     def _sync_ema_codes(self) -> None:
         """The averaged generator fuses the same memory codes as the live one."""
         ema = self.generator_ema
         if ema is not None and not bool(ema.module.memory.loaded):
             ema.module.memory.load_codes(self.generator.memory.codes)
-
-    def _load_bank(self) -> LoadedBank:
-        registry = LocalRegistry(self.memory.registry) if self.memory.registry else None
-        bank = load_bank(self.memory.reference(self.generator.num_codes), registry)
-        datamodule = getattr(self.trainer, "datamodule", None) if self._trainer else None
-        mask = datamodule.mask.describe() if hasattr(datamodule, "mask") else None
-        unchecked = check_bank(bank, num_codes=self.generator.num_codes,
-                               code_dim=self.generator.memory.code_dim,
-                               image_size=self.generator.image_size, mask=mask)
-        if unchecked:
-            rank_zero_warn(f"memory bank {bank.ref}: could not check {unchecked} (not recorded "
-                           "in the bank's metadata or no datamodule); make sure they match")
-        return bank
-
-    def _init_from_autoencoder(self, bank: LoadedBank) -> None:
-        """Start the image encoder and decoder from the autoencoder that made the bank.
-
-        A context autoencoder's decoder already draws a mouth from a code into a masked
-        face, exactly the generator's decoder job; its audio inputs never saw anything but
-        zeros, so they start at zero (silence_audio_inputs) instead of as untrained noise.
-        """
-        if not (bank.meta.get("encoder") or {}).get("ref"):
-            rank_zero_warn(f"lipmem: memory bank {bank.ref} names no autoencoder; the generator "
-                           "starts from random weights (model.memory.init_from_autoencoder)")
-            return
-        registry = LocalRegistry(self.memory.registry) if self.memory.registry else None
-        net = load_bank_encoder(bank, registry)
-        encoder, decoder = net.generator_parts()
-        copied, skipped = copy_matching(encoder, self.generator.image_encoder)
-        copied_dec, skipped_dec = copy_matching(decoder, self.generator.decoder)
-        if net.context:
-            silence_audio_inputs(self.generator.decoder, self.generator.image_encoder.embed_dim,
-                                 self.generator.audio_encoder.dim)
-        rank_zero_info(f"lipmem: generator initialised from autoencoder "
-                       f"{bank.meta['encoder']['ref']}: {len(copied) + len(copied_dec)} tensors "
-                       f"copied, skipped {skipped + skipped_dec or 'none'}")
-
-    @rank_zero_only
-    def _record_bank(self, bank: LoadedBank) -> None:
-        """The run says which bank version it used: config entry + W&B lineage."""
-        for logger in self.loggers:
-            logger.log_hyperparams({"memory_bank": bank.describe()})
-            run = getattr(logger, "experiment", None) if hasattr(logger, "mode") else None
-            if run is not None and bank.target is not None:
-                from memory_bank.artifacts.wandb_artifacts import record_input
-
-                record_input(run, "memory_bank", bank.ref, bank.target, logger.mode)
 
     def _bootstrap_memory(self) -> None:
         datamodule = getattr(self.trainer, "datamodule", None)
@@ -479,7 +419,7 @@ class LipSyncGAN(L.LightningModule):
         self._last_batch_end = now
 
     # ------------------------------------------------------------------ evaluation
-    def _evaluate(self, batch: dict[str, Any], stage: str) -> None:
+    def _evaluate(self, batch: dict[str, Any], stage: str) -> dict[str, torch.Tensor]:
         x = self._prepare(batch)
         out = self.eval_generator(x["masked"], x["mel"], x["ref"], x["mask"])
         fake = out.image.float()
@@ -510,12 +450,13 @@ class LipSyncGAN(L.LightningModule):
         score = "openness_mae" if "openness_mae" in names else "l1_mouth"
         self.log(f"{stage}/mouth_score", getattr(self, f"{stage}_{score}"), on_step=False,
                  on_epoch=True, batch_size=n)
-        if stage == "val" and self._val_images is None:
-            self._val_images = (x["masked"].float().cpu(), fake.cpu(), real.cpu())
+        # what callbacks may show (callbacks.val_media_logger); they copy what they keep
+        return {"masked": x["masked"], "generated": fake, "truth": real}
 
-    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
-        self._evaluate(batch, "val")
+    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, torch.Tensor]:
+        images = self._evaluate(batch, "val")
         self.data_issues.log_eval(self, batch, "val")  # per val pass, summed over ranks
+        return images
 
     def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         self._evaluate(batch, "test")
@@ -527,81 +468,21 @@ class LipSyncGAN(L.LightningModule):
         return {"key": batch.get("key"), "frame": batch.get("frame"),
                 "generated": fake.reshape(b, t, *fake.shape[1:]).cpu()}
 
-    def on_validation_epoch_start(self) -> None:
-        self._val_images = None
-
     def on_validation_epoch_end(self) -> None:
-        if not self.trainer.sanity_checking:
-            if self._media_due():
-                if self._val_images is not None:
-                    self._write_val_grid(*self._val_images)
-                if self.val_video_seconds > 0:
-                    self._write_val_video()
-            self._val_runs += 1
-        self._val_images = None
         self._log_code_usage("val")
-
-    def _media_due(self) -> bool:
-        """Media on the 1st, (K+1)th, ... validation run: files and uploads cost time."""
-        return self.media_every_n_val > 0 and self._val_runs % self.media_every_n_val == 0
-
-    @rank_zero_only
-    def _write_val_video(self) -> None:
-        from lightning_modules.generation.clip_generation import Geometry, model_record
-        from lightning_modules.media.val_media import log_video, render_val_video
-
-        datamodule = getattr(self.trainer, "datamodule", None)
-        if datamodule is None or not hasattr(datamodule, "clips"):
-            return
-        clip = next(iter(datamodule.clips("val", limit=1)), None)
-        if clip is None:
-            rank_zero_warn("lipmem: no usable val clip for the validation video")
-            return
-        geometry = Geometry(**model_record(self.generator, datamodule)["geometry"])
-        folder = Path(self.trainer.default_root_dir) / "samples"
-        path = folder / f"val_epoch{self.current_epoch:03d}_step{self.trainer.global_step:07d}.mp4"
-        precision = str(self.trainer.precision)
-        render_val_video(self.eval_generator, clip, geometry, path, seconds=self.val_video_seconds,
-                         batch_size=max(1, int(getattr(datamodule, "val_batch_size", 16))),
-                         device=self.device,
-                         precision="bf16-mixed" if precision.startswith("bf16") else None)
-        log_video(self.loggers, "val/video", path, self.trainer.global_step,
-                  f"{clip.key}: masked | generated | ground truth")
 
     def on_test_epoch_end(self) -> None:
         self._log_code_usage("test")
 
     def _log_code_usage(self, stage: str) -> None:
-        """Entropy of the (rank-synced) mean weight per code, and the per-code histogram."""
+        """Entropy of the (rank-synced) mean weight per code; the usage itself is kept in
+        ``last_code_usage`` for the histogram callback."""
         metric = getattr(self, f"{stage}_code_usage")
+        self.last_code_usage.pop(stage, None)
         if not metric.update_called:
             return
         usage = metric.compute()
         metric.reset()
         self.log(f"{stage}/usage_entropy", entropy(usage), sync_dist=False)
         self.log(f"{stage}/max_code_usage", usage.max(), sync_dist=False)
-        if not self.trainer.sanity_checking:
-            self._log_usage_histogram(stage, usage.cpu())
-
-    @rank_zero_only
-    def _log_usage_histogram(self, stage: str, usage: torch.Tensor) -> None:
-        for logger in self.loggers:
-            if hasattr(logger, "mode") and logger.mode != "disabled":
-                import wandb
-
-                bins = list(range(usage.numel() + 1))  # one bar per code index
-                logger.experiment.log({f"{stage}/code_usage": wandb.Histogram(
-                    np_histogram=(usage.tolist(), bins)),
-                    "trainer/global_step": self.trainer.global_step})
-
-    @rank_zero_only
-    def _write_val_grid(self, masked: torch.Tensor, fake: torch.Tensor, real: torch.Tensor) -> None:
-        grid = sample_grid(masked, fake, real, self.num_val_images)
-        folder = Path(self.trainer.default_root_dir) / "samples"
-        name = f"val_epoch{self.current_epoch:03d}_step{self.trainer.global_step:07d}.png"
-        save_png(folder / name, grid)
-        save_png(folder / "val_latest.png", grid)
-        for logger in self.loggers:
-            if hasattr(logger, "log_image"):
-                logger.log_image("val/samples", [grid], step=self.trainer.global_step,
-                                 caption=["masked | generated | ground truth"])
+        self.last_code_usage[stage] = usage.detach().cpu()

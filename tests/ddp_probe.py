@@ -41,7 +41,7 @@ class DDPProbe(Callback):
 
     def setup(self, trainer: Any, pl_module: Any, stage: str) -> None:
         """Count the calls that write media and publish artifacts, in this process."""
-        import lightning_modules.lipsync_gan as gan
+        import lightning_modules.callbacks.val_media_logger as media
         from memory_bank.artifacts.registry import LocalRegistry
 
         def counted(name: str, fn: Any) -> Any:
@@ -50,7 +50,7 @@ class DDPProbe(Callback):
                 return fn(*args, **kwargs)
             return wrapper
 
-        gan.save_png = counted("save_png", gan.save_png)
+        media.save_png = counted("save_png", media.save_png)
         LocalRegistry.publish = counted("publish", LocalRegistry.publish)
 
     def on_train_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any,

@@ -13,6 +13,7 @@ from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
 
 from datamodules.windows import mel_frames_for
 from lightning_modules.callbacks.graceful_stop import GracefulStop
+from lightning_modules.callbacks.val_media_logger import ValMediaLogger
 from lightning_modules.cli.config_files import (
     BANK_CONFIG,
     DEFAULT_CONFIG,
@@ -103,6 +104,8 @@ class LipmemCLI(RunFolderCLI):
         # The data decides the geometry; the generator is built to match it.
         parser.link_arguments("data.image_size", "model.generator.init_args.image_size")
         parser.link_arguments("data.use_reference", "model.generator.init_args.use_reference")
+        # val grids, videos and code-usage histograms (`--media.*`): always on for the GAN
+        parser.add_lightning_class_args(ValMediaLogger, "media")
         parser.link_arguments("data.audio_seconds", "model.generator.init_args.mel_frames",
                               compute_fn=mel_frames_for)
 

@@ -234,7 +234,7 @@ def test_fit_on_bad_data_finishes_and_logs_the_counts(bad_corpus, tmp_path):
     from lightning_modules.lipsync_gan import LipSyncGAN
     from lightning_modules.losses import LipSyncLoss
     from lightning_modules.nets import LipSyncGenerator
-    from lightning_modules.training.memory_config import MemoryConfig
+    from memory_bank.memory_config import MemoryConfig
 
     model = LipSyncGAN(
         LipSyncGenerator(image_size=S, num_codes=8, embed_dim=32, audio_dim=32, base_channels=8,

@@ -59,7 +59,7 @@ def base(tiny_corpus, tmp_path_factory, lipmem_cli) -> Path:
     """A smoke-size base model trained on the synthetic tiny corpus (4 batches)."""
     tmp = tmp_path_factory.mktemp("finetune_base")
     out = lipmem_cli(["fit", "--config", "configs/smoke.yaml", f"--data.root={tiny_corpus}",
-                      f"--trainer.default_root_dir={tmp / 'run'}", "--model.val_video_seconds=0",
+                      f"--trainer.default_root_dir={tmp / 'run'}", "--media.video_seconds=0",
                       "--trainer.logger=false"], tmp)
     assert out.returncode == 0, out.stderr[-4000:]
     return tmp / "run" / "checkpoints" / "last.ckpt"
@@ -92,7 +92,7 @@ def test_finetune_starts_from_the_base_and_infers(base, person, tmp_path, lipmem
                       f"--model.init_from={base}", f"--data.root={person / 'corpus'}",
                       f"--trainer.default_root_dir={run}", f"--trainer.max_steps={MAX_STEPS}",
                       "--data.batches_per_epoch=2", "--data.shuffle_buffer=32",
-                      "--model.val_video_seconds=0"], tmp_path)
+                      "--media.video_seconds=0"], tmp_path)
     assert fit.returncode == 0, fit.stderr[-4000:]
 
     source = torch.load(base, map_location="cpu", weights_only=True)["state_dict"]

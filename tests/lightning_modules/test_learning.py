@@ -14,7 +14,7 @@ from datamodules.lipsync_datamodule import LipSyncDataModule
 from lightning_modules.lipsync_gan import LipSyncGAN
 from lightning_modules.losses import LipSyncLoss
 from lightning_modules.nets import LipSyncGenerator
-from lightning_modules.training.memory_config import MemoryConfig
+from memory_bank.memory_config import MemoryConfig
 
 STEPS = 400          # batches (each one D step + one G step)
 SHIFT_FRAMES = 37    # "another moment of the same clip" (clips are 100 frames; wraps)

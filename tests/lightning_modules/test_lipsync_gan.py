@@ -9,11 +9,12 @@ import pytest
 import torch
 
 from datamodules.lipsync_datamodule import LipSyncDataModule
+from lightning_modules.callbacks.val_media_logger import ValMediaLogger
 from lightning_modules.lipsync_gan import LipSyncGAN, check_precision
 from lightning_modules.losses import LipSyncLoss
 from lightning_modules.nets import LipSyncGenerator
-from lightning_modules.training.memory_config import MemoryConfig
 from memory_bank.codes_file import save_codes
+from memory_bank.memory_config import MemoryConfig
 
 TINY = dict(image_size=48, num_codes=8, embed_dim=32, audio_dim=32, base_channels=8,
             max_channels=32, attention_heads=2, mapping_hidden=32, cond_channels=8)
@@ -48,10 +49,12 @@ def test_fit_alternates_d_and_g_steps_and_keeps_the_memory_fixed(tiny_corpus, tm
     assert model.generator.memory.loaded and model.memory_info["source"] == "bootstrap"
     codes = model.generator.memory.codes.clone()
     assert codes.abs().sum() > 0 and torch.isfinite(codes).all()
-    t2 = trainer(tmp_path, max_epochs=2)
+    # the val grid comes from what validation_step hands the media callback
+    t2 = trainer(tmp_path, max_epochs=2, callbacks=[ValMediaLogger(video_seconds=0)])
     t2.fit(model, tiny_data(tiny_corpus))
     torch.testing.assert_close(model.generator.memory.codes, codes)  # optimisers never touch it
     assert (tmp_path / "samples" / "val_latest.png").is_file()
+    assert model.last_code_usage["val"].shape == (8,)  # for the callback's histogram
     for key in ("val/l1", "val/l1_mouth", "val/psnr", "val/ssim"):
         assert key in t2.callback_metrics, key
     assert t2.callback_metrics["val/l1_mouth"] > 0

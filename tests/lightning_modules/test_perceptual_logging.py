@@ -13,7 +13,7 @@ from lightning_modules.lipsync_gan import LipSyncGAN
 from lightning_modules.losses import LipSyncLoss
 from lightning_modules.mouth_autoencoder import MouthAutoencoder
 from lightning_modules.nets import LipSyncGenerator, MouthAutoencoderNet
-from lightning_modules.training.memory_config import MemoryConfig
+from memory_bank.memory_config import MemoryConfig
 
 TINY = {"image_size": 48, "embed_dim": 32, "audio_dim": 32, "base_channels": 8,
         "max_channels": 32, "cond_channels": 8}

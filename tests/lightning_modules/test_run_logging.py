@@ -21,8 +21,8 @@ def logged_run(tiny_corpus, tmp_path_factory, lipmem_cli):
     # 3 epochs x 4 batches, validation after each: media on validation runs 1 and 3 (K=2)
     out = lipmem_cli(["fit", "--config", "configs/smoke.yaml", f"--data.root={tiny_corpus}",
                       f"--trainer.default_root_dir={run_dir}", "--trainer.max_epochs=3",
-                      "--trainer.max_steps=24", "--model.media_every_n_val=2",
-                      f"--model.val_video_seconds={VIDEO_SECONDS}"], tmp)
+                      "--trainer.max_steps=24", "--media.every_n_val=2",
+                      f"--media.video_seconds={VIDEO_SECONDS}"], tmp)
     assert out.returncode == 0, out.stderr[-4000:]
     runs = find_runs(run_dir)
     assert len(runs) == 1
@@ -80,7 +80,7 @@ def test_the_model_artifact_is_in_the_run(logged_run):
 def test_media_every_n_val_zero_writes_none(tiny_corpus, tmp_path, lipmem_cli):
     run_dir = tmp_path / "run"
     out = lipmem_cli(["fit", "--config", "configs/smoke.yaml", f"--data.root={tiny_corpus}",
-                      f"--trainer.default_root_dir={run_dir}", "--model.media_every_n_val=0",
+                      f"--trainer.default_root_dir={run_dir}", "--media.every_n_val=0",
                       "--trainer.logger=false", "--trainer.callbacks=[]"], tmp_path)
     assert out.returncode == 0, out.stderr[-4000:]
     assert not list(Path(run_dir).glob("samples/*"))

@@ -17,7 +17,7 @@ import yaml
 from lightning_modules.experiments.sweeps.command import build_command
 from lightning_modules.experiments.sweeps.sampling import grid_points, random_draw
 from lightning_modules.experiments.sweeps.spec import load_sweep
-from lightning_modules.training.memory_config import MemoryConfig
+from memory_bank.memory_config import MemoryConfig
 
 REPO = Path(__file__).resolve().parents[2]
 SWEEP_FILES = sorted((REPO / "sweeps").glob("*.yaml"))

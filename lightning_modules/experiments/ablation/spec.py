@@ -19,7 +19,7 @@ import yaml
 
 from memory_bank.bank import BANK_NAME, bank_alias
 
-DEFAULT_SOURCE = "memory-bank:n{n}"     # lightning_modules.training.memory_config.MemoryConfig.source
+DEFAULT_SOURCE = "memory-bank:n{n}"     # memory_bank.memory_config.MemoryConfig.source
 SOURCE_KEY = "--model.memory.source="
 RESERVED_KEYS = ("--seed_everything", "--data.seed", "--trainer.default_root_dir",
                  "--model.generator.init_args.num_codes", "--model.memory.registry")

@@ -21,7 +21,7 @@ from lightning_modules.experiments.ablation.runner import (
 )
 from lightning_modules.experiments.ablation.spec import AblationConfigError, load_spec
 from lightning_modules.nets import LipSyncGenerator
-from lightning_modules.training.memory_config import MemoryConfig
+from memory_bank.memory_config import MemoryConfig
 
 REPO = Path(__file__).resolve().parents[3]
 CPU = REPO / "configs" / "ablation" / "cpu.yaml"

@@ -21,7 +21,7 @@ from lightning_modules.lipsync_gan import LipSyncGAN
 from lightning_modules.losses import LipSyncLoss
 from lightning_modules.nets import LipSyncGenerator
 from lightning_modules.training.generator_ema import EMA_PREFIX, generator_state
-from lightning_modules.training.memory_config import MemoryConfig
+from memory_bank.memory_config import MemoryConfig
 
 TINY = dict(image_size=48, num_codes=8, embed_dim=32, audio_dim=32, base_channels=8,
             max_channels=32, attention_heads=2, mapping_hidden=32, cond_channels=8)

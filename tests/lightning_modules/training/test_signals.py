@@ -81,7 +81,7 @@ def test_fit_saves_last_ckpt_and_exits_128_plus_the_signal(tiny_corpus, tmp_path
         default_sigint(LIPMEM + ["fit", "--config", "configs/smoke.yaml", "--config",
                                  str(overlay), f"--data.root={tiny_corpus}",
                                  f"--trainer.default_root_dir={run}",
-                                 "--model.val_video_seconds=0"]),
+                                 "--media.video_seconds=0"]),
         cwd=REPO, env=env_for(tmp_path), stdout=log.open("w"), stderr=subprocess.STDOUT,
         start_new_session=True)
     try:

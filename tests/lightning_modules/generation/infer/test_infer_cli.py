@@ -29,7 +29,7 @@ def trained(tmp_path_factory, lipmem_cli):
     assert out.returncode == 0, out.stderr[-3000:]
     out = lipmem_cli(["fit", "--config", "configs/smoke.yaml", f"--data.root={tmp / 'corpus'}",
                       f"--trainer.default_root_dir={tmp / 'run'}",
-                      "--model.val_video_seconds=0"], tmp)
+                      "--media.video_seconds=0"], tmp)
     assert out.returncode == 0, out.stderr[-3000:]
     names = [p.name for p in (tmp / "registry").iterdir() if p.name.startswith("model-")]
     assert len(names) == 1
