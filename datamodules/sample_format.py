@@ -34,6 +34,7 @@ import scipy.io.wavfile
 
 from datamodules.data_issues import check_reason
 from datamodules.sample_limits import OversizedSample, SampleLimits, npy_shape
+from datamodules.video_frames import frame_to_rgb24
 
 FORMAT_VERSION = 1
 VIDEO_KEY = "mp4"
@@ -121,7 +122,7 @@ def read_video(data: bytes, limits: SampleLimits | None = None
                 limits.check_frame_size(frame.width, frame.height)
                 limits.check_frame_count(len(frames) + 1)
             gray = gray or frame.format.name.startswith(("gray", "ya"))
-            frames.append(frame.to_ndarray(format="rgb24"))
+            frames.append(frame_to_rgb24(frame))
     if not frames:
         raise EmptyVideo("video stream has no frames")
     return np.stack(frames), rate, gray

@@ -32,6 +32,7 @@ import av
 import numpy as np
 
 from datamodules.sample_limits import MAX_SOURCE_PIXELS, OversizedSample, check_source_pixels
+from datamodules.video_frames import frame_to_rgb24
 
 VFR_SPREAD = 1.2  # max/min inter-frame interval above which a stream counts as variable-rate
 
@@ -83,10 +84,10 @@ def _to_rgb(frame: av.VideoFrame, max_side: int | None) -> np.ndarray:
     most ``max_side``: far cheaper than converting the full frame and resizing it after."""
     w, h = frame.width, frame.height
     if max_side is None or max(w, h) <= max_side:
-        return frame.to_ndarray(format="rgb24")
+        return frame_to_rgb24(frame)
     scale = max_side / max(w, h)
-    return frame.reformat(width=max(1, round(w * scale)), height=max(1, round(h * scale)),
-                          format="rgb24", interpolation="AREA").to_ndarray()
+    return frame_to_rgb24(frame, width=max(1, round(w * scale)),
+                          height=max(1, round(h * scale)), interpolation="AREA")
 
 
 def iter_frames(path: str | os.PathLike, fps: int = 25, *, max_seconds: float | None = None,
