@@ -5,16 +5,18 @@
     python -m benchmarks.finetune --smoke --base B.ckpt --base-config configs/smoke.yaml
 
 One person's mp4s are made and prepped as a user would (benchmarks.personal_corpus: videos ->
-`lipmem data prep`, split by video, plus the mouth track that drew each frame). Two arms train
+`lipmem data prep`, split by video, plus the mouth track that drew each frame). The arms train
 with the same recipe (the base's config + configs/finetune.yaml) through `lipmem fit`'s own
 objects: ``finetune`` starts from ``--base`` (model.init_from: its EMA weights, discriminator
-and memory codes); ``scratch`` starts from random weights with memory codes bootstrapped from
-the person's frames (no base, no bank). The judged generator speaks every frame of the
+and memory codes, kept as they are); ``finetune_refine`` / ``finetune_rebuild`` also refit
+the base's codes on the person's frames (model.memory.refit; ``--arms`` picks them);
+``scratch`` starts from random weights with memory codes bootstrapped from the person's
+frames (no base, no bank). The judged generator speaks every frame of the
 person's held-out test clips and is scored as `lipmem eval` scores it (``openness_mae``,
 ``silent_closed_share``; benchmarks.learning_speed.Judge).
 
 Budget: the CPU-minute points are converted to fixed batch counts from the batches/s measured
-at the start of the first arm (after a warm-up), and both arms train exactly those batches;
+at the start of the first arm (after a warm-up), and every arm trains exactly those batches;
 one run per arm and seed is scored at each point on the way (the recipe has no schedule that
 depends on the total, and validation, checkpoints and early stopping are off, so a run scored
 at 2 minutes on its way to 10 is the same as a 2-minute run). Judging is not counted.
@@ -48,6 +50,8 @@ SCORES = ("openness_mae", "silent_closed_share")
 # arm -> `lipmem fit` overrides on top of the recipe; {base} / {registry} are filled in
 ARMS: dict[str, tuple[str, ...]] = {
     "finetune": ("--model.init_from={base}",),
+    "finetune_refine": ("--model.init_from={base}", "--model.memory.refit=refine"),
+    "finetune_rebuild": ("--model.init_from={base}", "--model.memory.refit=rebuild"),
     "scratch": ("--model.memory.source=bootstrap", "--model.memory.init_from_autoencoder=false"),
 }
 
@@ -227,7 +231,7 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--base-corpus", default=None,
                     help="also score the base on this corpus' test clips (e.g. data/synth)")
     ap.add_argument("--minutes", nargs="+", type=float, default=list(MINUTES))
-    ap.add_argument("--arms", nargs="+", default=list(ARMS), choices=list(ARMS))
+    ap.add_argument("--arms", nargs="+", default=["finetune", "scratch"], choices=list(ARMS))
     ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     ap.add_argument("--warmup", type=int, default=3, help="batches before timing starts")
     ap.add_argument("--calibrate", type=int, default=20, help="batches timed for batches/s")

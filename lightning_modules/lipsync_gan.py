@@ -25,7 +25,7 @@ from lightning_modules.training.nonfinite_guard import (
     RunningStats,
     is_bad,
 )
-from memory_bank.bootstrap import bootstrap_codes
+from memory_bank.bootstrap import bootstrap_codes, refit_codes
 from memory_bank.install import init_from_autoencoder, load_checked_bank, record_bank
 from memory_bank.memory_config import MemoryConfig
 
@@ -91,6 +91,9 @@ class LipSyncGAN(L.LightningModule):
         if memory.is_bootstrap and memory.bootstrap_frames < generator.num_codes:
             raise ValueError(f"model.memory.bootstrap_frames={memory.bootstrap_frames} must be at "
                              f"least the number of memory codes ({generator.num_codes})")
+        if memory.refit != "keep" and not init_from:
+            raise ValueError(f"model.memory.refit={memory.refit!r} refits a base model's codes "
+                             "on the new data: it needs model.init_from (the base)")
         self.automatic_optimization = False
         self.generator = generator
         # validation, checkpoints' published weights, eval and infer use this average
@@ -171,11 +174,16 @@ class LipSyncGAN(L.LightningModule):
         if ema is not None and not bool(ema.module.memory.loaded):
             ema.module.memory.load_codes(self.generator.memory.codes)
 
-    def _bootstrap_memory(self) -> None:
+    def _memory_datamodule(self, what: str) -> Any:
         datamodule = getattr(self.trainer, "datamodule", None)
         if datamodule is None or not hasattr(datamodule, "memory_batches"):
-            raise RuntimeError("model.memory.source=bootstrap needs a LipSyncDataModule to "
-                               "bootstrap memory codes from; pass a memory bank reference")
+            raise RuntimeError(f"{what} needs a LipSyncDataModule to take memory codes' frames "
+                               "from")
+        return datamodule
+
+    def _bootstrap_memory(self) -> None:
+        datamodule = self._memory_datamodule("model.memory.source=bootstrap (or pass a memory "
+                                             "bank reference)")
         started = time.perf_counter()
         was_training = self.generator.training
         self.generator.eval()
@@ -196,6 +204,27 @@ class LipSyncGAN(L.LightningModule):
                        f"training frames (untrained encoder + k-means, "
                        f"{time.perf_counter() - started:.1f} s); this is not the method's "
                        "memory bank: build one with `lipmem bank build`")
+
+    def _refit_memory(self, mode: str) -> None:
+        """Fine-tune on new data: rebuild or refine the base's codes from the new lower faces
+        as the base's image encoder sees them (every rank gets the same frames and seed)."""
+        datamodule = self._memory_datamodule(f"model.memory.refit={mode}")
+        started = time.perf_counter()
+        was_training = self.generator.training
+        self.generator.eval()
+        codes, result, frames = refit_codes(
+            self.generator.encode_mouth, datamodule.memory_batches(self.memory.bootstrap_frames),
+            self.generator.memory.codes, mode, max_samples=self.memory.bootstrap_frames,
+            seed=self.memory.seed, device=self.device)
+        self.generator.train(was_training)
+        moved = (codes.to(self.generator.memory.codes) - self.generator.memory.codes).norm(dim=1)
+        self.generator.memory.load_codes(codes)
+        self.memory_info = {**self.memory_info, "refit": mode, "refit_frames": frames,
+                            "refit_inertia": result.inertia,
+                            "refit_mean_code_shift": float(moved.mean())}
+        rank_zero_info(f"lipmem: memory codes {mode} on {frames} frames of the new data "
+                       f"({time.perf_counter() - started:.1f} s; mean code shift "
+                       f"{float(moved.mean()):.4f})")
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         # the codes travel as a buffer; where they came from travels beside them
@@ -236,6 +265,8 @@ class LipSyncGAN(L.LightningModule):
     def on_fit_start(self) -> None:
         if self.init_from and self.trainer.global_step == 0:
             self._init_weights_from(self.init_from)
+            if self.memory.refit != "keep":
+                self._refit_memory(self.memory.refit)
         self._ensure_memory(fitting=True)
         self._ensure_openness_estimator()
         if self.generator_ema is not None and self.trainer.global_step == 0:

@@ -315,3 +315,27 @@ def kmeans(features: Any, k: int, *, method: str = "faiss_kmeans", seed: int = 0
         raise ValueError("kmeans() needs k; use cluster(features, None, method='meanshift') "
                          "to let the data choose it")
     return cluster(features, k, method=method, seed=seed, niter=niter, use_gpu=use_gpu)
+
+
+def refine(features: Any, centroids: Any, *, niter: int = 10, seed: int = 0,
+           use_gpu: bool | None = None) -> KMeansResult:
+    """Lloyd iterations on `features` starting from given `centroids` (k, d).
+
+    Centre i of the result grew out of centre i of the input, so whatever was learned about
+    code i (the audio-mapping head's output i) still points at a similar mouth shape; a
+    fresh clustering would number its centres arbitrarily.
+    """
+    x = _prepare(features)
+    init = _prepare(centroids)
+    k = _check_k(init.shape[0], x.shape[0])
+    if init.shape[1] != x.shape[1]:
+        raise ValueError(f"refine: centroids have {init.shape[1]} dimensions, the features "
+                         f"{x.shape[1]}")
+    if niter < 1:
+        raise ValueError(f"refine: niter={niter}: must be >= 1")
+    gpu = _want_gpu(use_gpu, "faiss_kmeans")
+    moved, objective = _faiss_lloyd(x, init, niter=niter, gpu=gpu, seed=seed)
+    labels, dist = assign(x, moved)
+    return KMeansResult(moved, float(dist.sum(dtype=np.float64)), np.bincount(labels, minlength=k),
+                        "faiss_refine", "gpu" if gpu else "cpu", k=k, seed=seed, niter=niter,
+                        extra={"start": "given centroids", "last_objective": round(objective, 6)})

@@ -121,3 +121,45 @@ def test_finetune_starts_from_the_base_and_infers(base, person, tmp_path, lipmem
                      tmp_path)
     assert out.returncode == 0, out.stderr[-4000:]
     assert frame_count(tmp_path / "out.mp4") == 30  # 1.2 s of audio at 25 fps
+
+
+@pytest.mark.parametrize("mode", ["refine", "rebuild"])
+def test_finetune_refits_the_base_codes_on_the_person_when_asked(base, person, tmp_path,
+                                                                 lipmem_cli, mode):
+    run = tmp_path / "run"
+    fit = lipmem_cli(["fit", "--config", "configs/smoke.yaml", "--config", str(FINETUNE),
+                      "--config", str(smoke_overlay(tmp_path)),
+                      f"--model.init_from={base}", f"--model.memory.refit={mode}",
+                      f"--data.root={person / 'corpus'}", f"--trainer.default_root_dir={run}",
+                      "--trainer.max_steps=4", "--data.batches_per_epoch=2",
+                      "--data.shuffle_buffer=32", "--media.video_seconds=0"], tmp_path)
+    assert fit.returncode == 0, fit.stderr[-4000:]
+    source = torch.load(base, map_location="cpu", weights_only=True)["state_dict"]
+    judged = {k[len("generator."):]: v for k, v in generator_state(source).items()}
+    first = torch.load(tmp_path / "first_state.pt", map_location="cpu", weights_only=True)
+    tuned = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    codes = first["live"]["memory.codes"]
+    assert not torch.allclose(codes, judged["memory.codes"]), "the base's codes were kept"
+    assert torch.equal(first["ema"]["memory.codes"], codes)  # the average fuses the same codes
+    assert torch.equal(tuned["state_dict"][CODES], codes)    # codes are not trained
+    for key, value in judged.items():  # every other weight still starts at the base's
+        if "memory" not in key:
+            assert torch.equal(first["live"][key], value), key
+    info = tuned["memory_info"]
+    assert info["refit"] == mode and info["refit_frames"] > 0 and info["init_from"] == str(base)
+
+
+def test_refit_without_a_base_is_refused():
+    from lightning_modules.lipsync_gan import LipSyncGAN
+    from lightning_modules.losses import LipSyncLoss
+    from lightning_modules.nets import LipSyncGenerator
+    from memory_bank.memory_config import MemoryConfig
+
+    with pytest.raises(ValueError, match="refit='maybe'"):
+        MemoryConfig(refit="maybe")
+    generator = LipSyncGenerator(image_size=48, num_codes=8, embed_dim=32, audio_dim=32,
+                                 base_channels=8, max_channels=32, attention_heads=2,
+                                 mapping_hidden=32, cond_channels=8)
+    with pytest.raises(ValueError, match="needs model.init_from"):
+        LipSyncGAN(generator, LipSyncLoss(lpips_backbone="random", disc_channels=8),
+                   memory=MemoryConfig(refit="refine"))

@@ -182,3 +182,18 @@ def test_use_gpu_without_a_gpu_is_refused(blobs):
     with pytest.raises(ValueError, match="CPU only"):
         cluster(blobs, 4, method="sklearn_kmeans", use_gpu=True)
     assert cluster(blobs, 4, use_gpu=False).device == "cpu"
+
+
+def test_refine_moves_each_given_centre_to_the_cluster_it_started_nearest(separated):
+    from memory_bank.kmeans import refine
+
+    x, y = separated
+    means = np.stack([x[y == c].mean(axis=0) for c in range(5)])
+    order = np.array([3, 0, 4, 1, 2])  # centre i starts near blob order[i], 3 units off
+    start = means[order] + np.random.default_rng(0).normal(0, 3 / 4, means.shape)
+    result = refine(x, start, niter=10)
+    assert result.method == "faiss_refine" and result.k == 5
+    np.testing.assert_allclose(result.centroids, means[order], atol=1e-3)
+    assert result.sizes.tolist() == np.bincount(y)[order].tolist()
+    with pytest.raises(ValueError, match="dimensions"):
+        refine(x, start[:, :8])
