@@ -177,8 +177,8 @@ class LipSyncGAN(L.LightningModule):
     def _memory_datamodule(self, what: str) -> Any:
         datamodule = getattr(self.trainer, "datamodule", None)
         if datamodule is None or not hasattr(datamodule, "memory_batches"):
-            raise RuntimeError(f"{what} needs a LipSyncDataModule to take memory codes' frames "
-                               "from")
+            raise RuntimeError(f"{what} needs a LipSyncDataModule: the memory codes are "
+                               "computed from its training frames")
         return datamodule
 
     def _bootstrap_memory(self) -> None:
