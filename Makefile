@@ -46,8 +46,9 @@ ABLATION ?= configs/ablation/cpu.yaml
 ablation: setup
 	$(BIN)/lipmem ablation run --config $(ABLATION) --out runs/ablation
 
+# lists the 25 slowest tests: the suite should stay within ~20 min on 2 idle cores
 test: setup
-	$(BIN)/python -m pytest -q tests
+	$(BIN)/python -m pytest -q --durations=25 tests
 
 bench: setup $(DATA)/manifest.json
 	$(BIN)/python -m benchmarks.train_step

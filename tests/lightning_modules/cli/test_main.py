@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
 import yaml
 
 
@@ -49,13 +48,3 @@ def test_smoke_fit_writes_checkpoints_samples_and_an_offline_wandb_run(tiny_corp
     assert len(runs) == 1, list(run_dir.rglob("*"))[:20]
     assert not (tmp_path / "home" / ".cache" / "wandb").exists()
     assert not (tmp_path / "home" / ".config" / "wandb").exists()
-
-
-@pytest.mark.timeout(600)
-def test_two_process_ddp_fit(tiny_corpus, tmp_path, lipmem_cli):
-    run_dir = tmp_path / "ddp"
-    out = lipmem_cli(["fit", *smoke_args(tiny_corpus, run_dir), "--trainer.devices=2",
-                      "--trainer.strategy=ddp"], tmp_path)
-    assert out.returncode == 0, out.stderr[-4000:]
-    assert "find_unused_parameters" not in out.stderr
-    assert (run_dir / "checkpoints" / "last.ckpt").is_file()
