@@ -3,6 +3,8 @@
     python -m benchmarks.finetune --base runs/quickstart/checkpoints/last.ckpt
     python -m benchmarks.finetune --base model-3kx9q2ab:best --registry artifacts --seeds 0
     python -m benchmarks.finetune --smoke --base B.ckpt --base-config configs/smoke.yaml
+    python -m benchmarks.finetune --base B.ckpt --seeds 1 2 \
+        --add-to benchmarks/results/finetune_cpu.json      # more seeds, the same batch budgets
 
 One person's mp4s are made and prepped as a user would (benchmarks.personal_corpus: videos ->
 `lipmem data prep`, split by video, plus the mouth track that drew each frame). The arms train
@@ -221,6 +223,43 @@ def summarise(arms: dict[str, dict[int, dict[float, dict[str, Any]]]],
     return out
 
 
+def previous_result(path: Path, args: argparse.Namespace, minutes: tuple[float, ...]
+                    ) -> tuple[dict[float, int], float | None, dict[str, dict[int, dict]]]:
+    """A result of this benchmark to add seeds to: its batch budgets (so the new runs train
+    exactly as many batches as the old ones) and its scores per arm and seed. Refused, with
+    the key, when it measured something else (another base, person or set of minutes)."""
+    try:
+        old = json.loads(path.read_text())
+        budget = old["budget"]
+        points = {float(m): int(budget["batches"][str(m)]) for m in minutes}
+        seeds = {arm: {int(s): {float(m): v for m, v in runs.items()} for s, runs in by_seed.items()}
+                 for arm, by_seed in old["seeds"].items()}
+        base, corpus = old["base"]["ref"], old["corpus"]
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
+        raise SystemExit(f"--add-to {path}: not a readable finetune_cpu result ({err!r})") from err
+    if old.get("benchmark") != "finetune_cpu" or old.get("smoke") != args.smoke:
+        raise SystemExit(f"--add-to {path}: benchmark={old.get('benchmark')!r}, "
+                         f"smoke={old.get('smoke')!r}; expected finetune_cpu, smoke={args.smoke}")
+    if sorted(map(float, budget["minutes"])) != list(minutes):
+        raise SystemExit(f"--add-to {path}: budget.minutes={budget['minutes']}, this run "
+                         f"{list(minutes)}")
+    if base != args.base:
+        raise SystemExit(f"--add-to {path}: base.ref={base!r}, this run --base {args.base!r}")
+    for key in ("clips", "seconds_each", "video_side"):
+        mine = {"clips": args.clips, "seconds_each": args.seconds, "video_side": args.size}[key]
+        if corpus.get(key) != mine:
+            raise SystemExit(f"--add-to {path}: corpus.{key}={corpus.get(key)!r}, this run {mine}")
+    if old["recipe"].get("extra", []) != args.extra:
+        raise SystemExit(f"--add-to {path}: recipe.extra={old['recipe'].get('extra')}, this run "
+                         f"{args.extra}")
+    unknown = sorted(set(seeds) - set(ARMS))
+    if unknown:
+        raise SystemExit(f"--add-to {path}: seeds has arms {unknown}; expected some of "
+                         f"{sorted(ARMS)}")
+    rate = budget.get("batches_per_second")
+    return points, float(rate) if rate is not None else None, seeds
+
+
 # ---------------------------------------------------------------------------- main
 def parse_args() -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -244,6 +283,9 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--result", default=None,
                     help="JSON path (default benchmarks/results/finetune_cpu.json; with "
                          "--smoke OUT/finetune_smoke.json)")
+    ap.add_argument("--add-to", default=None, type=Path,
+                    help="a previous result: train its batch budgets, keep its runs, add these "
+                         "arms/seeds and write the merged result (default: to the same file)")
     ap.add_argument("--extra", action="append", default=[],
                     help="more `lipmem fit` overrides for every arm")
     ap.add_argument("--smoke", action="store_true",
@@ -269,15 +311,20 @@ def main() -> None:
     points: dict[float, int] | None = None
     rate: float | None = None
     arms: dict[str, dict[int, dict[float, dict[str, Any]]]] = {}
+    if args.add_to is not None:
+        points, rate, arms = previous_result(args.add_to, args, minutes)
     for arm in args.arms:
         for seed in args.seeds:
+            if seed in arms.get(arm, {}):
+                print(f"arm {arm}, seed {seed}: in {args.add_to}, kept", flush=True)
+                continue
             print(f"arm {arm}, seed {seed}", flush=True)
             curve = BudgetCurve(judge, minutes, args.warmup, args.calibrate, points)
             fit(arm, args, corpus["root"], seed, curve, out / "fits" / arm / str(seed))
             points, rate = curve.points, rate or curve.rate  # every later run: same budgets
             arms.setdefault(arm, {})[seed] = curve.scores
-    result = args.result or (out / "finetune_smoke.json" if args.smoke
-                             else RESULTS / "finetune_cpu.json")
+    result = args.result or args.add_to or (out / "finetune_smoke.json" if args.smoke
+                                            else RESULTS / "finetune_cpu.json")
     write_result("finetune_cpu", {
         "what": "one person (benchmarks.personal_corpus): fine-tuned from a base model vs "
                 "trained from scratch with the same recipe; openness_mae and "
@@ -291,7 +338,7 @@ def main() -> None:
                    "warmup_batches": args.warmup, "calibration_batches": args.calibrate,
                    "batches": {str(m): b for m, b in (points or {}).items()}},
         "recipe": {"configs": [str(args.base_config), str(FINETUNE_CONFIG.relative_to(REPO))],
-                   "arms": {a: list(ARMS[a]) for a in args.arms}, "extra": args.extra,
+                   "arms": {a: list(ARMS[a]) for a in arms}, "extra": args.extra,
                    "off": "validation, checkpoints and early stopping (every run trains its "
                           "full budget)"},
         "corpus": corpus,
@@ -300,6 +347,7 @@ def main() -> None:
                   for a, runs in arms.items()},
         "mean_sd": summarise(arms, minutes),
         "wall_seconds": round(time.perf_counter() - started, 1),
+        "added_to": str(args.add_to) if args.add_to else None,
     }, result)
 
 
