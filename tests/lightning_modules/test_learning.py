@@ -3,12 +3,17 @@ than audio from another moment of the same clip, and both beat the untrained mod
 
 A generator that ignores the audio and draws an average mouth scores the same with either
 audio, so it fails here. ~3 minutes on 2 CPU cores; deterministic by seed.
+
+The training runs on one intra-op thread: 48 px layers gain little from two, and a thread team
+on a machine that is busy with other work waits at every op for a descheduled member (with two
+threads beside another two-thread job on 2 cores this test ran 8x slower and timed out).
 """
 
 from __future__ import annotations
 
 import lightning as L
 import pytest
+import torch
 
 from datamodules.lipsync_datamodule import LipSyncDataModule
 from lightning_modules.lipsync_gan import LipSyncGAN
@@ -32,8 +37,16 @@ def data(root, shift: int = 0) -> LipSyncDataModule:
                              audio_shift_frames=shift)
 
 
+@pytest.fixture
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.mark.timeout(900)
-def test_mouth_follows_the_audio(corpus, tmp_path):
+def test_mouth_follows_the_audio(corpus, tmp_path, one_thread):
     L.seed_everything(0)
     generator = LipSyncGenerator(image_size=48, num_codes=16, embed_dim=64, audio_dim=64,
                                  base_channels=16, max_channels=64, attention_heads=2,
