@@ -40,7 +40,7 @@ quickstart: setup $(DATA)/manifest.json
 	@echo "  lip sync:     runs/quickstart/lipsync_test_clip.mp4 (an unseen speaker's clip, mouth"
 	@echo "                regenerated from its audio by lipmem infer; test_clip.mp4 is the original)"
 
-# Memory ablation: 21 fits of 300 batches + evals, about 1.5 h on 2 idle CPU cores;
+# Memory ablation: 21 fits of 300 batches + evals, about 2.5 h on 2 idle CPU cores;
 # resumable (a rerun skips finished runs). Full size: ABLATION=configs/ablation/gpu.yaml.
 ABLATION ?= configs/ablation/cpu.yaml
 ablation: setup

@@ -176,7 +176,7 @@ def fit(arm: str, args: argparse.Namespace, root: str, seed: int, curve: BudgetC
     registry = [f"--model.memory.registry={args.registry}"] if args.registry else []
     steps = 2 * max(curve.points.values()) if curve.points else 2_000_000
     cli_args = ["--config", str(args.base_config), "--config", str(FINETUNE_CONFIG),
-                f"--seed_everything={seed}", f"--data.root={root}",
+                f"--seed_everything={seed}", f"--data.seed={seed}", f"--data.root={root}",
                 f"--trainer.default_root_dir={out}", f"--trainer.max_steps={steps}",
                 "--trainer.max_epochs=-1", "--trainer.logger=false",
                 "--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false",
@@ -338,6 +338,8 @@ def main() -> None:
                    "warmup_batches": args.warmup, "calibration_batches": args.calibrate,
                    "batches": {str(m): b for m, b in (points or {}).items()}},
         "recipe": {"configs": [str(args.base_config), str(FINETUNE_CONFIG.relative_to(REPO))],
+                   "seed": "--seed_everything and --data.seed (a fine-tune has no random "
+                           "init: without the data seed its seeds would be one run)",
                    "arms": {a: list(ARMS[a]) for a in arms}, "extra": args.extra,
                    "off": "validation, checkpoints and early stopping (every run trains its "
                           "full budget)"},

@@ -183,6 +183,7 @@ def build_bank(out: Path, root: Path, overrides: tuple[str, ...]) -> dict[str, A
 def fit(root: Path, bank: dict[str, Any], arm: Arm, seed: int, judge: Judge,
         points: tuple[int, ...], out: Path) -> dict[int, dict[str, float]]:
     args = ["--config", str(REPO / "configs" / "quickstart.yaml"), f"--seed_everything={seed}",
+            f"--data.seed={seed}",
             f"--data.root={root}", f"--trainer.default_root_dir={out}",
             "--trainer.max_time=null", f"--trainer.max_steps={2 * max(points)}",
             "--trainer.logger=false", "--trainer.enable_progress_bar=false",
