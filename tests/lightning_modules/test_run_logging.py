@@ -3,7 +3,6 @@ media every K validation runs (image grid and a video with its audio), the model
 
 from __future__ import annotations
 
-
 import av
 import pytest
 

@@ -40,6 +40,7 @@ def test_refine_moves_each_code_and_keeps_its_index(encoded):
     owner, _ = assign(refined.numpy(), codes.numpy())
     assert owner.tolist() == list(range(CODES))[::-1]
 
+
 def test_rebuild_clusters_afresh_and_bad_modes_are_named(encoded):
     net, dm, codes = encoded
     far = torch.full_like(codes, 1e3)  # rebuild ignores where the codes were
